@@ -1,0 +1,180 @@
+"""Frames are ``ase.Atoms``; labels live on them under the name of their reference.
+
+For a reference named ``ref`` a labeled frame carries
+
+- ``atoms.info["ref_energy"]``: total energy, eV (float)
+- ``atoms.arrays["ref_forces"]``: forces, eV/A, shape (n_atoms, 3)
+- ``atoms.info["ref_stress"]``: stress, eV/A^3, Voigt (xx, yy, zz, yz, xz, xy), ASE sign
+  convention (``stress = (1/V) dE/dstrain``), shape (6,)
+- ``atoms.arrays["ref_energies"]``: per-atom energies, eV, shape (n_atoms,), when the
+  reference provides them (EAM does)
+
+so labels from different references (``eam_*``, ``dft_*``) never overwrite each other.
+Provenance (sampler, temperature_K, step, iteration, selected_by, ...) is kept as plain
+scalars in ``atoms.info``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.data import atomic_numbers
+
+from potstill.errors import InvalidLabelError, MissingLabelError, PotstillError
+
+LABEL_KINDS = ("energy", "forces", "stress", "energies")
+_IN_INFO = {"energy", "stress"}
+
+
+def label_key(reference: str, kind: str) -> str:
+    """Key of label ``kind`` (one of :data:`LABEL_KINDS`) of ``reference``."""
+    if kind not in LABEL_KINDS:
+        raise ValueError(f"unknown label kind {kind!r}; use one of {LABEL_KINDS}")
+    return f"{reference}_{kind}"
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Labels of one frame from one reference (eV, eV/A, eV/A^3 Voigt, eV)."""
+
+    energy: float
+    forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    energies: np.ndarray | None = None
+
+
+def set_labels(
+    atoms: Atoms,
+    reference: str,
+    *,
+    energy: float,
+    forces: np.ndarray | None = None,
+    stress: np.ndarray | None = None,
+    energies: np.ndarray | None = None,
+) -> Atoms:
+    """Store labels of ``reference`` on ``atoms`` (in place) after checking them.
+
+    Raises :class:`InvalidLabelError` for NaN/inf values or wrong shapes, so a broken
+    reference never writes garbage into a pool.
+    """
+    n = len(atoms)
+    checked = {
+        "energy": _check(reference, "energy", np.asarray(energy, dtype=float), ()),
+        "forces": None if forces is None else _check(reference, "forces", forces, (n, 3)),
+        "stress": None if stress is None else _check(reference, "stress", _voigt(stress), (6,)),
+        "energies": None if energies is None else _check(reference, "energies", energies, (n,)),
+    }
+    for kind, value in checked.items():
+        if value is None:
+            continue
+        key = label_key(reference, kind)
+        if kind == "energy":
+            atoms.info[key] = float(value)
+        elif kind in _IN_INFO:
+            atoms.info[key] = value
+        else:
+            atoms.arrays[key] = value
+    return atoms
+
+
+def get_labels(
+    atoms: Atoms, reference: str, require: Sequence[str] = ("energy",)
+) -> Labels:
+    """Labels of ``reference`` on ``atoms``; kinds in ``require`` must be present."""
+    values = {}
+    for kind in LABEL_KINDS:
+        key = label_key(reference, kind)
+        store = atoms.info if kind in _IN_INFO else atoms.arrays
+        values[kind] = np.asarray(store[key], dtype=float) if key in store else None
+    missing = [k for k in require if values[k] is None]
+    if missing:
+        have = sorted(available_references(atoms)) or ["none"]
+        raise MissingLabelError(
+            f"frame has no {reference!r} label(s) {missing}; labels present are from "
+            f"{have}: label the pool with `potstill label --reference {reference}` first"
+        )
+    return Labels(
+        energy=float(values["energy"]) if values["energy"] is not None else float("nan"),
+        forces=values["forces"],
+        stress=values["stress"],
+        energies=values["energies"],
+    )
+
+
+def has_labels(atoms: Atoms, reference: str, require: Sequence[str] = ("energy",)) -> bool:
+    """Whether ``atoms`` carries every label kind in ``require`` from ``reference``."""
+    for kind in require:
+        store = atoms.info if kind in _IN_INFO else atoms.arrays
+        if label_key(reference, kind) not in store:
+            return False
+    return True
+
+
+def available_references(atoms: Atoms) -> set[str]:
+    """Names of references with an energy label on ``atoms``."""
+    return {k[: -len("_energy")] for k in atoms.info if k.endswith("_energy")}
+
+
+def labels_from_calculator(atoms: Atoms, reference: str) -> Atoms:
+    """Copy the results of ``atoms.calc`` into ``reference`` labels and return a bare copy.
+
+    Per-atom energies and stress are taken when the calculator implements them.
+    """
+    calc = atoms.calc
+    if calc is None:
+        raise ValueError("labels_from_calculator needs atoms with a calculator attached")
+    props = getattr(calc, "implemented_properties", ())
+    energy = atoms.get_potential_energy()
+    forces = atoms.get_forces()
+    stress = atoms.get_stress(voigt=True) if "stress" in props and atoms.pbc.all() else None
+    energies = atoms.get_potential_energies() if "energies" in props else None
+    frame = strip(atoms)
+    return set_labels(
+        frame, reference, energy=energy, forces=forces, stress=stress, energies=energies
+    )
+
+
+def strip(atoms: Atoms) -> Atoms:
+    """Copy of ``atoms`` without calculator (labels and provenance are kept)."""
+    frame = atoms.copy()
+    frame.calc = None
+    return frame
+
+
+def check_elements(frames: Iterable[Atoms], species: Sequence[str]) -> None:
+    """Raise a clear error if any frame holds an element outside ``species``."""
+    allowed = set(species)
+    for symbol in species:
+        if symbol not in atomic_numbers:
+            raise PotstillError(f"unknown element {symbol!r}; use chemical symbols like 'Ni'")
+    for i, atoms in enumerate(frames):
+        extra = set(atoms.get_chemical_symbols()) - allowed
+        if extra:
+            raise PotstillError(
+                f"frame {i} contains element(s) {sorted(extra)} the model does not know "
+                f"(model species: {list(species)}); add them to `species` in the config"
+            )
+
+
+def _voigt(stress: np.ndarray) -> np.ndarray:
+    stress = np.asarray(stress, dtype=float)
+    if stress.shape == (3, 3):
+        return stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    return stress
+
+
+def _check(reference: str, kind: str, value, shape: tuple) -> np.ndarray:
+    value = np.asarray(value, dtype=float)
+    if value.shape != shape:
+        raise InvalidLabelError(
+            f"{reference} {kind} has shape {value.shape}, expected {shape}"
+        )
+    if not np.all(np.isfinite(value)):
+        raise InvalidLabelError(
+            f"{reference} returned non-finite {kind} (NaN or inf); the frame was not "
+            "stored: check the reference's settings or drop the frame"
+        )
+    return value.copy()

@@ -1,0 +1,69 @@
+"""A self-contained HTML page: headline numbers, tables and the PNG figures."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Sequence
+
+_HEADLINE = (
+    ("pool", "energy_mae_meV_per_atom", "pool energy MAE", "meV/atom"),
+    ("pool", "force_mae_eV_per_A", "pool force MAE", "eV/A"),
+    ("pool", "stress_mae_GPa", "pool stress MAE", "GPa"),
+)
+
+
+def write_html(
+    path: str | Path,
+    *,
+    title: str,
+    summary: dict,
+    tables: Sequence[tuple[str, str]] = (),
+    figures: Sequence[str | Path] = (),
+) -> Path:
+    """Write the report page; ``tables`` are (caption, markdown table), ``figures`` PNG
+    paths (linked relative to the page)."""
+    path = Path(path)
+    parts = [f"<h1>{html.escape(title)}</h1>", "<table class='kv'>"]
+    for section, key, label, unit in _HEADLINE:
+        value = summary.get(section, {}).get(key)
+        if value is not None:
+            parts.append(f"<tr><th>{label}</th><td>{value:.4g} {unit}</td></tr>")
+    if "wall_time_s" in summary:
+        parts.append(f"<tr><th>wall time</th><td>{summary['wall_time_s']:.0f} s</td></tr>")
+    parts.append("</table>")
+    for caption, table in tables:
+        parts.append(f"<h2>{html.escape(caption)}</h2>{_markdown_table(table)}")
+    for figure in figures:
+        name = Path(figure).name
+        parts.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(name)}'><figcaption>{html.escape(name)}</figcaption></figure>")
+    parts.append("<h2>summary.json</h2><pre>" + html.escape(json.dumps(_headline_only(summary), indent=2, default=str)) + "</pre>")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow:auto}"
+        "</style></head><body>" + "\n".join(parts) + "</body></html>"
+    )
+    path.write_text(page)
+    return path
+
+
+def _markdown_table(table: str) -> str:
+    rows = [line.strip().strip("|").split("|") for line in table.strip().splitlines()]
+    rows = [r for r in rows if not all(set(c.strip()) <= set("-: ") for c in r)]
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>" for r in rows[1:])
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _headline_only(summary: dict) -> dict:
+    """summary without the bulky per-quantity error blocks."""
+    short = dict(summary)
+    if "pool" in short:
+        short["pool"] = {k: v for k, v in short["pool"].items() if k != "errors"}
+    return short

@@ -1,0 +1,284 @@
+"""Train one ANI model or a committee of K models (seed 001, section 2.2).
+
+Recipe: AdamW on the weights (per-layer weight decay), SGD on the biases, both at
+``lr``; ReduceLROnPlateau on the validation metric (factor 0.5, patience 100, threshold
+0 in the paper); early stopping; the best parameters by validation RMSE are kept.
+Each committee member gets its own seeded random train/validation split (80/20) and its
+own seeded initialisation, so members differ by data and by weights.
+
+Finished members are saved as ``member_<k>.pt`` in ``out_dir``; a rerun loads them
+instead of training again, so an interrupted committee resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from potstill.config import TrainConfig
+from potstill.errors import PotstillError
+from potstill.frames import get_labels
+from potstill.models.ani import ANIModel, load_checkpoint, save_checkpoint
+from potstill.models.committee import Committee
+from potstill.models.neighbors import NeighborCache
+from potstill.training.data import LabeledBatch, iterate_batches, labeled_batch
+from potstill.training.loss import LossWeights, energy_force_stress_loss
+from potstill.training.self_energy import fit_self_energies
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class TrainResult:
+    """Outcome of training one model."""
+
+    model: ANIModel
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_metric: float = float("inf")
+    train_indices: list[int] = field(default_factory=list)
+    validation_indices: list[int] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+def split_indices(n_frames: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split of ``range(n_frames)`` into (train, validation) index arrays."""
+    if n_frames < 2:
+        raise PotstillError(f"need at least 2 labeled frames to train, got {n_frames}")
+    order = np.random.default_rng(seed).permutation(n_frames)
+    n_val = min(max(1, int(round(validation_fraction * n_frames))), n_frames - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def make_optimizers(model: ANIModel, config: TrainConfig):
+    """AdamW on weights (weight decay per layer position), SGD on biases."""
+    weight_groups: dict[int, list[torch.nn.Parameter]] = {}
+    biases = []
+    for module in model.modules():
+        # layers of one species network are the direct Linear children of one module
+        linears = [m for m in module.children() if isinstance(m, torch.nn.Linear)]
+        for position, layer in enumerate(linears):
+            weight_groups.setdefault(position, []).append(layer.weight)
+            if layer.bias is not None:
+                biases.append(layer.bias)
+    if not weight_groups:
+        raise RuntimeError("model has no linear layers to train")
+    decays = config.weight_decay or [0.0]
+    adamw = torch.optim.AdamW(
+        [
+            {"params": params, "weight_decay": decays[min(position, len(decays) - 1)]}
+            for position, params in sorted(weight_groups.items())
+        ],
+        lr=config.lr,
+    )
+    sgd = torch.optim.SGD(biases, lr=config.lr)
+    return adamw, sgd
+
+
+def train_model(
+    model: ANIModel,
+    train_frames: Sequence[Atoms],
+    validation_frames: Sequence[Atoms],
+    reference: str,
+    config: TrainConfig,
+    *,
+    seed: int,
+    progress=None,
+    description: str = "training",
+) -> TrainResult:
+    """Train ``model`` in place on ``train_frames``; keep the best state by validation.
+
+    ``progress`` is an optional ``rich.progress.Progress``; a task shows the epochs.
+    """
+    start = time.perf_counter()
+    dtype = _DTYPES[config.dtype]
+    device = torch.device(config.device)
+    model.to(device=device, dtype=dtype)
+    require = _required_labels(config)
+    batch_options = dict(
+        species=model.species, cutoff=model.cutoff, dtype=dtype, device=device,
+        require=require, cache=NeighborCache(max_frames=len(train_frames) + 1),
+    )
+    validation = [
+        labeled_batch(validation_frames[i : i + config.batch_size], reference, **batch_options)
+        for i in range(0, len(validation_frames), config.batch_size)
+    ]
+    weights = LossWeights(config.alpha, config.beta, config.gamma)
+    adamw, sgd = make_optimizers(model, config)
+    schedulers = [
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=config.scheduler_factor, patience=config.scheduler_patience, threshold=0
+        )
+        for opt in (adamw, sgd)
+    ]
+    rng = np.random.default_rng(seed)
+    result = TrainResult(model=model)
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    task = progress.add_task(description, total=config.max_epochs) if progress else None
+    for epoch in range(config.max_epochs):
+        model.train()
+        train_loss, n_batches = 0.0, 0
+        for batch in iterate_batches(train_frames, reference, batch_size=config.batch_size, rng=rng, **batch_options):
+            adamw.zero_grad(set_to_none=True)
+            sgd.zero_grad(set_to_none=True)
+            terms = _loss(model, batch, weights, create_graph=True)
+            terms["loss"].backward()
+            adamw.step()
+            sgd.step()
+            train_loss += float(terms["loss"])
+            n_batches += 1
+        metrics = evaluate_batches(model, validation)
+        metric = metrics[f"{config.best_by}_rmse"] if config.best_by != "loss" else _weighted(metrics, weights)
+        for scheduler in schedulers:
+            scheduler.step(metric)
+        result.history.append(
+            {"epoch": epoch, "train_loss": train_loss / max(n_batches, 1), "lr": adamw.param_groups[0]["lr"], **metrics}
+        )
+        if metric < result.best_metric:
+            result.best_metric, result.best_epoch = metric, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if progress is not None:
+            progress.update(task, advance=1, description=f"{description} E_rmse={metrics['energy_rmse'] * 1000:.2f} meV/at")
+        if epoch - result.best_epoch >= config.early_stopping_patience:
+            break
+    if progress is not None:
+        progress.update(task, completed=config.max_epochs)
+    model.load_state_dict(best_state)
+    model.eval()
+    result.wall_time_s = time.perf_counter() - start
+    return result
+
+
+def evaluate_batches(model: ANIModel, batches: Sequence[LabeledBatch]) -> dict[str, float]:
+    """Validation RMSEs: energy (eV/atom), forces (eV/A per component), stress (eV/A^3)."""
+    sums = {"energy": 0.0, "forces": 0.0, "stress": 0.0}
+    counts = {"energy": 0, "forces": 0, "stress": 0}
+    model.eval()
+    for batch in batches:
+        out = model(batch.inputs, forces=True, stress=True)
+        t = batch.targets
+        de = (out["energy"].detach() - t["energy"]) / t["n_atoms"]
+        sums["energy"] += float((de**2).sum())
+        counts["energy"] += de.numel()
+        df = out["forces"].detach() - t["forces"]
+        sums["forces"] += float((df**2).sum())
+        counts["forces"] += df.numel()
+        mask = t["has_stress"]
+        if bool(mask.any()):
+            ds = out["stress"].detach()[mask] - t["stress"][mask]
+            sums["stress"] += float((ds**2).sum())
+            counts["stress"] += ds.numel()
+    return {f"{k}_rmse": (sums[k] / counts[k]) ** 0.5 if counts[k] else 0.0 for k in sums}
+
+
+def train_committee(
+    frames: Sequence[Atoms],
+    reference: str,
+    *,
+    model_factory: Callable[[int], ANIModel],
+    config: TrainConfig,
+    out_dir: str | Path | None = None,
+    progress=None,
+) -> tuple[Committee, list[TrainResult | dict]]:
+    """Train ``config.committee`` models, each on its own seeded 80/20 split.
+
+    ``model_factory(seed)`` builds a fresh untrained model whose initial weights depend
+    on ``seed`` only; member k uses ``config.seed + k`` for its weights and its split. Self energies are fitted
+    once on all ``frames`` and shared. With ``out_dir``, finished members are saved and
+    reused on a rerun with the same frames and settings.
+    """
+    frames = list(frames)
+    if not frames:
+        raise PotstillError("no frames to train on: the training set is empty")
+    require = _required_labels(config)
+    for atoms in frames:
+        get_labels(atoms, reference, require=require)
+    probe = model_factory(config.seed)
+    self_energies = fit_self_energies(frames, reference, probe.species)
+    fingerprint = _fingerprint(frames, reference, config, probe.config())
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    members, results = [], []
+    for k in range(config.committee):
+        seed = config.seed + k
+        path = out / f"member_{k}.pt" if out is not None else None
+        if path is not None and path.exists():
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+            if saved.get("metadata", {}).get("fingerprint") == fingerprint:
+                members.append(load_checkpoint(path))
+                results.append(saved["metadata"].get("summary", {}))
+                continue
+        torch.manual_seed(seed)
+        model = model_factory(seed)
+        model.set_self_energies(self_energies)
+        train_idx, val_idx = split_indices(len(frames), config.validation_fraction, seed)
+        result = train_model(
+            model,
+            [frames[i] for i in train_idx],
+            [frames[i] for i in val_idx],
+            reference,
+            config,
+            seed=seed,
+            progress=progress,
+            description=f"member {k + 1}/{config.committee}",
+        )
+        result.train_indices, result.validation_indices = train_idx.tolist(), val_idx.tolist()
+        if path is not None:
+            save_checkpoint(
+                result.model, path, fingerprint=fingerprint, summary=_summary(result), history=result.history
+            )
+        members.append(result.model)
+        results.append(result)
+    return Committee(members), results
+
+
+def _summary(result: TrainResult) -> dict:
+    last = result.history[result.best_epoch] if result.history else {}
+    return {
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "best_metric": result.best_metric,
+        "validation": {k: v for k, v in last.items() if k.endswith("_rmse")},
+        "wall_time_s": result.wall_time_s,
+        "n_train": len(result.train_indices),
+        "n_validation": len(result.validation_indices),
+    }
+
+
+def summarize(results: Sequence[TrainResult | dict]) -> list[dict]:
+    """JSON-able summaries of trained (or reloaded) members."""
+    return [r if isinstance(r, dict) else _summary(r) for r in results]
+
+
+def _loss(model, batch: LabeledBatch, weights: LossWeights, *, create_graph: bool):
+    out = model(batch.inputs, forces=weights.beta > 0, stress=weights.gamma > 0, create_graph=create_graph)
+    return energy_force_stress_loss(out, batch.targets, weights)
+
+
+def _weighted(metrics: dict[str, float], weights: LossWeights) -> float:
+    return weights.alpha * metrics["energy_rmse"] + weights.beta * metrics["forces_rmse"] + weights.gamma * metrics["stress_rmse"]
+
+
+def _required_labels(config: TrainConfig) -> tuple[str, ...]:
+    require = ["energy"]
+    if config.beta > 0:
+        require.append("forces")
+    return tuple(require)
+
+
+def _fingerprint(frames: Sequence[Atoms], reference: str, config: TrainConfig, model_config: dict) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([config.model_dump(), model_config, reference], sort_keys=True, default=str).encode())
+    for atoms in frames:
+        digest.update(np.ascontiguousarray(atoms.positions).tobytes())
+        digest.update(np.float64(get_labels(atoms, reference).energy).tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""Workflows: short compositions of the stages, one per method."""
