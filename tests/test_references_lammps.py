@@ -1,0 +1,239 @@
+"""LAMMPS reference: agreement with matscipy's EAM, physics checks, reuse, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+from potstill.errors import PotstillError
+from potstill.frames import get_labels
+from potstill.lammps_runtime import load_lammps, potentials_dir, resolve_potential
+from potstill.references import make_calculator
+from potstill.references.lammps import LammpsCalculator, label_frames
+
+NI = dict(pair_style="eam/alloy", potential="NiAlH_jea.eam.alloy", elements=["Ni"])
+AL = dict(pair_style="eam/fs", potential="Al_mm.eam.fs", elements=["Al"])
+NIAL = dict(pair_style="eam/alloy", potential="NiAlH_jea.eam.alloy", elements=["Ni", "Al"])
+
+
+def strained(atoms: Atoms, seed: int, *, strain: float = 0.04, rattle_A: float = 0.08) -> Atoms:
+    """Copy of ``atoms`` with a random general (triclinic, rotated) cell and rattled atoms."""
+    rng = np.random.default_rng(seed)
+    frame = atoms.copy()
+    deformation = np.eye(3) + rng.normal(0.0, strain, (3, 3))
+    frame.set_cell(frame.cell @ deformation, scale_atoms=True)
+    frame.positions += rng.normal(0.0, rattle_A, frame.positions.shape)
+    return frame
+
+
+def ni_fcc(n: int = 2) -> Atoms:
+    return bulk("Ni", "fcc", a=3.52, cubic=True).repeat(n)
+
+
+def al_fcc() -> Atoms:
+    return bulk("Al", "fcc", a=4.05, cubic=True).repeat(2)
+
+
+def nial_frame(seed: int) -> Atoms:
+    frame = strained(ni_fcc(), seed)
+    rng = np.random.default_rng(seed)
+    frame.symbols[rng.permutation(len(frame))[: len(frame) // 2]] = "Al"
+    return frame
+
+
+def matscipy_eam(potential: str, kind: str):
+    eam = pytest.importorskip("matscipy.calculators.eam")
+    return eam.EAM(str(resolve_potential(potential)), kind=kind)
+
+
+@pytest.mark.parametrize(
+    "options, kind, make_frame",
+    [
+        (NI, "eam/alloy", lambda seed: strained(ni_fcc(), seed)),
+        (AL, "eam/fs", lambda seed: strained(al_fcc(), seed)),
+        (NIAL, "eam/alloy", nial_frame),
+    ],
+    ids=["Ni-eam/alloy", "Al-eam/fs", "NiAl-eam/alloy"],
+)
+def test_agrees_with_matscipy_eam(options, kind, make_frame):
+    calc = LammpsCalculator(**options)
+    reference = matscipy_eam(options["potential"], kind)
+    for seed in range(3):
+        frame = make_frame(seed)
+        expected = frame.copy()
+        expected.calc = reference
+        frame.calc = calc
+        n = len(frame)
+        assert abs(frame.get_potential_energy() - expected.get_potential_energy()) / n < 1e-6
+        np.testing.assert_allclose(frame.get_forces(), expected.get_forces(), atol=1e-4)
+        np.testing.assert_allclose(frame.get_stress(), expected.get_stress(), atol=1e-5)
+
+
+def test_nickel_fcc_energy_is_physical():
+    atoms = ni_fcc(1)
+    atoms.calc = make_calculator("eam-ni")
+    assert atoms.get_potential_energy() / len(atoms) == pytest.approx(-4.45, abs=0.05)
+    np.testing.assert_allclose(atoms.get_forces(), 0.0, atol=1e-10)
+
+
+def test_stress_is_strain_derivative_on_triclinic_cell():
+    atoms = strained(ni_fcc(), seed=7, strain=0.06)
+    atoms.calc = LammpsCalculator(**NI)
+    stress = atoms.get_stress(voigt=False)
+    h = 1e-5
+    numeric = np.zeros((3, 3))
+    for i in range(3):
+        for j in range(3):
+            energies = []
+            for sign in (1, -1):
+                strain = np.eye(3)
+                strain[i, j] += sign * h / 2
+                strain[j, i] += sign * h / 2
+                frame = atoms.copy()
+                frame.set_cell(atoms.cell @ strain, scale_atoms=True)
+                frame.calc = atoms.calc
+                energies.append(frame.get_potential_energy())
+            numeric[i, j] = (energies[0] - energies[1]) / (2 * h) / atoms.get_volume()
+    np.testing.assert_allclose(stress, numeric, atol=3e-6)
+
+
+def test_forces_are_minus_energy_gradient():
+    atoms = strained(ni_fcc(), seed=3, strain=0.05)
+    atoms.calc = LammpsCalculator(**NI)
+    forces = atoms.get_forces()
+    h = 1e-5
+    for atom in (0, 5, 17):
+        for axis in range(3):
+            energies = []
+            for sign in (1, -1):
+                frame = atoms.copy()
+                frame.positions[atom, axis] += sign * h
+                frame.calc = atoms.calc
+                energies.append(frame.get_potential_energy())
+            assert forces[atom, axis] == pytest.approx(
+                -(energies[0] - energies[1]) / (2 * h), abs=1e-5
+            )
+
+
+def test_per_atom_energies_sum_to_total():
+    atoms = nial_frame(seed=2)
+    atoms.calc = LammpsCalculator(**NIAL)
+    energies = atoms.get_potential_energies()
+    assert energies.shape == (len(atoms),)
+    assert energies.sum() == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
+
+
+def test_rotating_the_frame_rotates_forces_and_stress():
+    atoms = strained(ni_fcc(), seed=4)
+    calc = LammpsCalculator(**NI)
+    atoms.calc = calc
+    energy, forces, stress = (
+        atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
+    )
+    rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
+    rotated = atoms.copy()
+    rotated.set_cell(atoms.cell @ rotation.T)
+    rotated.positions = atoms.positions @ rotation.T
+    rotated.calc = calc
+    assert rotated.get_potential_energy() == pytest.approx(energy, abs=1e-9)
+    np.testing.assert_allclose(rotated.get_forces(), forces @ rotation.T, atol=1e-9)
+    np.testing.assert_allclose(
+        rotated.get_stress(voigt=False), rotation @ stress @ rotation.T, atol=1e-10
+    )
+
+
+def test_reused_instance_equals_fresh_instance():
+    calc = LammpsCalculator(**NIAL)
+    frames = [nial_frame(seed) for seed in range(3)] + [strained(ni_fcc(3), 9), nial_frame(5)]
+    for frame in frames:
+        frame.calc = calc
+        fresh = frame.copy()
+        fresh.calc = LammpsCalculator(**NIAL)
+        energy = fresh.get_potential_energy()
+        assert frame.get_potential_energy() == pytest.approx(energy, abs=1e-9)
+        np.testing.assert_allclose(frame.get_forces(), fresh.get_forces(), atol=1e-10)
+        np.testing.assert_allclose(frame.get_stress(), fresh.get_stress(), atol=1e-12)
+
+
+def test_cluster_equals_cluster_in_vacuum_box():
+    cluster = strained(ni_fcc(1), seed=1).repeat((2, 1, 1))
+    cluster.pbc = False
+    cluster.calc = LammpsCalculator(**NI)
+    in_box = cluster.copy()
+    in_box.set_cell(np.eye(3) * 40.0)
+    in_box.center()
+    in_box.pbc = True
+    in_box.calc = LammpsCalculator(**NI)
+    assert cluster.get_potential_energy() == pytest.approx(in_box.get_potential_energy(), abs=1e-9)
+    np.testing.assert_allclose(cluster.get_forces(), in_box.get_forces(), atol=1e-9)
+    moved = cluster.copy()  # same size: the shrink-wrapped system is reused
+    moved.positions = 1.05 * cluster.positions + 30.0
+    moved.calc = cluster.calc
+    fresh = moved.copy()
+    fresh.calc = LammpsCalculator(**NI)
+    assert moved.get_potential_energy() == pytest.approx(fresh.get_potential_energy(), abs=1e-9)
+    np.testing.assert_allclose(moved.get_forces(), fresh.get_forces(), atol=1e-9)
+
+
+def test_label_frames_labels_copies_in_order():
+    frames = [strained(ni_fcc(2), 1), strained(ni_fcc(1), 2), strained(ni_fcc(2), 3)]
+    labeled = label_frames(frames, "eam-ni")
+    assert [len(f) for f in labeled] == [len(f) for f in frames]
+    assert all("eam_energy" not in f.info for f in frames)
+    calc = LammpsCalculator(**NI)
+    for frame, result in zip(frames, labeled):
+        labels = get_labels(result, "eam", require=("energy", "forces", "stress", "energies"))
+        frame.calc = calc
+        assert labels.energy == pytest.approx(frame.get_potential_energy(), abs=1e-9)
+        np.testing.assert_allclose(labels.forces, frame.get_forces(), atol=1e-10)
+        np.testing.assert_allclose(labels.stress, frame.get_stress(), atol=1e-12)
+        assert result.calc is None
+
+
+def test_unknown_potential_file_names_it_and_close_matches():
+    with pytest.raises(PotstillError, match=r"NiAlH_jea\.eam\.aloy.*NiAlH_jea\.eam\.alloy"):
+        LammpsCalculator("eam/alloy", "NiAlH_jea.eam.aloy", ["Ni"])
+
+
+def test_unknown_element_names_it_and_the_known_ones():
+    frame = ni_fcc(1)
+    frame.symbols[0] = "Cu"
+    message = r"contains Cu but reference eam-ni knows only \['Ni'\]"
+    with pytest.raises(PotstillError, match=message):
+        label_frames([frame], "eam-ni")
+
+
+def test_mixed_periodicity_is_refused():
+    frame = ni_fcc(1)
+    frame.pbc = [True, True, False]
+    frame.calc = LammpsCalculator(**NI)
+    with pytest.raises(PotstillError, match="mixed periodicity"):
+        frame.get_potential_energy()
+
+
+def test_bad_element_symbol_is_refused():
+    with pytest.raises(PotstillError, match="unknown element 'Xx'"):
+        LammpsCalculator("eam/alloy", "NiAlH_jea.eam.alloy", ["Xx"])
+
+
+def test_potential_resolves_by_name_and_by_path():
+    by_name = resolve_potential("Al_mm.eam.fs")
+    assert by_name.parent == potentials_dir()
+    assert resolve_potential(str(by_name)) == by_name
+
+
+def test_lammps_loads_without_ld_library_path():
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    code = "from potstill.lammps_runtime import load_lammps; print(load_lammps().version())"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) > 20200000
+    assert load_lammps().version() > 20200000
