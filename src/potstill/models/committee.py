@@ -1,0 +1,123 @@
+"""A committee of ANI models: mean predictions and their spread for uncertainty.
+
+Contract: ``Committee(members)(batch)`` returns the same keys as
+:class:`~potstill.models.ani.ANIModel` (each the mean over the K members) plus
+``energy_std (B,)``, ``atomic_energies_std (n_total,)``, ``forces_std (n_total, 3)`` and
+``stress_std (B, 6)``: the POPULATION standard deviation across members (divide by K,
+like ``numpy.std``). The papers' uncertainty is the spread of atomic energies.
+With ``return_members=True`` the dict also holds ``members``: each member's outputs
+stacked along a leading axis of length K.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from potstill.errors import PotstillError
+from potstill.models.ani import ANIModel
+from potstill.models.neighbors import Batch
+
+__all__ = ["Committee"]
+
+
+class Committee(torch.nn.Module):
+    """K ANI models over the same species, evaluated together.
+
+    Args:
+        members: the models; they must share their species (in the same order).
+    """
+
+    def __init__(self, members: Sequence[ANIModel]):
+        super().__init__()
+        members = list(members)
+        if len(members) < 2:
+            raise PotstillError(f"a committee needs at least 2 models, got {len(members)}")
+        species = members[0].species
+        for member in members[1:]:
+            if member.species != species:
+                raise PotstillError(
+                    f"committee members must share species in the same order, got "
+                    f"{species} and {member.species}"
+                )
+        self.members = torch.nn.ModuleList(members)
+
+    @classmethod
+    def from_preset(
+        cls, name: str, species: Sequence[str], *, n_members: int, seed: int = 0, **overrides: Any
+    ) -> Committee:
+        """``n_members`` models of one preset, member k initialised with ``seed + k``."""
+        return cls(
+            [
+                ANIModel.from_preset(name, species, seed=seed + k, **overrides)
+                for k in range(n_members)
+            ]
+        )
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able description: ``{"members": [member.config(), ...]}``."""
+        return {"members": [member.config() for member in self.members]}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, seed: int = 0) -> Committee:
+        """Committee described by :meth:`config`, member k initialised with ``seed + k``."""
+        return cls(
+            [
+                ANIModel.from_config(member, seed=seed + k)
+                for k, member in enumerate(config["members"])
+            ]
+        )
+
+    @property
+    def species(self) -> list[str]:
+        return self.members[0].species
+
+    @property
+    def cutoff(self) -> float:
+        """Neighbour cutoff a Batch must be built with (the members' largest), Angstrom."""
+        return max(member.cutoff for member in self.members)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.members[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.members[0].device
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def batch(self, frames, **options) -> Batch:
+        """``Batch.from_atoms(frames, self.species, self.cutoff)`` in this committee's dtype."""
+        options.setdefault("dtype", self.dtype)
+        options.setdefault("device", self.device)
+        return Batch.from_atoms(frames, self.species, self.cutoff, **options)
+
+    def forward(
+        self,
+        batch: Batch,
+        *,
+        forces: bool = True,
+        stress: bool = True,
+        create_graph: bool = False,
+        return_members: bool = False,
+    ) -> dict[str, Any]:
+        """Mean and population std over members of every quantity (see module docstring)."""
+        outputs = [
+            member(batch, forces=forces, stress=stress, create_graph=create_graph)
+            for member in self.members
+        ]
+        stacked: dict[str, Tensor] = {
+            key: torch.stack([out[key] for out in outputs]) for key in outputs[0]
+        }
+        result: dict[str, Any] = {}
+        for key, values in stacked.items():
+            result[key] = values.mean(dim=0)
+            result[f"{key}_std"] = values.std(dim=0, correction=0)
+        if return_members:
+            result["members"] = stacked
+        return result

@@ -1,0 +1,224 @@
+"""Batches of frames with per-frame neighbour lists, ready for an NNP forward pass.
+
+Contract: :meth:`Batch.from_atoms` turns a list of ``ase.Atoms`` (any mix of sizes, cells
+and periodicity) into ONE flat set of atoms with half neighbour lists built frame by frame
+with ``vesin``. Pairs never cross frames, there is no padding, and cutoffs larger than
+half the cell are handled (periodic images of the same atom appear as separate pairs).
+
+Pair convention (TorchANI's): for pair ``p`` with atoms ``i, j = pairs[:, p]`` of frame
+``f = pair_frame[p]``, the difference vector is::
+
+    positions[i] - positions[j] + shifts[p] @ cells[f]        # (3,) Angstrom
+
+and its norm is at most the cutoff. Each unordered pair (including an atom with its own
+periodic image) appears once. TorchANI 2.9's own neighbour list is not used: for batches
+of periodic frames it silently drops every neighbour after the first frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+import vesin
+from ase import Atoms
+
+from potstill.errors import PotstillError
+
+__all__ = ["Batch", "NeighborCache", "frame_pairs"]
+
+
+class NeighborCache:
+    """Least-recently-used store of per-frame neighbour lists.
+
+    Keyed by the frame's content (positions, cell, pbc) and the cutoff, so a frame that
+    is moved is recomputed and equal copies share one entry. Meant for training, where
+    the same stored frames are batched again every epoch.
+
+    Args:
+        max_frames: most frames kept; the least recently used is dropped beyond that.
+    """
+
+    def __init__(self, *, max_frames: int = 4096):
+        if max_frames < 1:
+            raise PotstillError(f"max_frames must be >= 1, got {max_frames}")
+        self.max_frames = max_frames
+        self._entries: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def pairs(self, atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+        """Half neighbour list of one frame: ``pairs (2, P) int64``, ``shifts (P, 3) int64``."""
+        key = _frame_key(atoms, cutoff)
+        hit = self._entries.get(key)
+        if hit is not None:
+            self._entries.move_to_end(key)
+            return hit
+        result = frame_pairs(atoms, cutoff)
+        self._entries[key] = result
+        if len(self._entries) > self.max_frames:
+            self._entries.popitem(last=False)
+        return result
+
+
+def _frame_key(atoms: Atoms, cutoff: float) -> bytes:
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(np.ascontiguousarray(atoms.positions, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(atoms.cell[:], dtype=np.float64).tobytes())
+    digest.update(np.asarray(atoms.pbc, dtype=bool).tobytes())
+    digest.update(np.float64(cutoff).tobytes())
+    return digest.digest()
+
+
+def frame_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Half neighbour list of one frame in TorchANI's convention.
+
+    Returns:
+        pairs: ``(2, P) int64`` atom indices within the frame.
+        shifts: ``(P, 3) int64`` integer cell shifts ``S`` with
+            ``|r_i - r_j + S @ cell| <= cutoff``.
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any() and np.linalg.matrix_rank(atoms.cell[:][pbc], tol=1e-8) < pbc.sum():
+        raise PotstillError(
+            "a periodic frame has a degenerate cell; give it a cell with non-zero volume "
+            "along its periodic directions or set pbc=False"
+        )
+    box = atoms.cell[:] if pbc.any() else np.zeros((3, 3))
+    calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
+    i, j, shifts = calculator.compute(
+        points=np.asarray(atoms.positions, dtype=np.float64),
+        box=np.asarray(box, dtype=np.float64),
+        periodic=pbc.tolist(),
+        quantities="ijS",
+    )
+    # vesin gives r_j - r_i + S @ cell; TorchANI wants r_i - r_j + shift, so negate S.
+    pairs = np.stack([i.astype(np.int64), j.astype(np.int64)])
+    return pairs, -shifts.astype(np.int64)
+
+
+@dataclass
+class Batch:
+    """Several frames flattened into one set of atoms, with their neighbour pairs.
+
+    Attributes:
+        species: ``(n_total,) long`` index of each atom's element in the model's species.
+        positions: ``(n_total, 3) float`` Cartesian positions, Angstrom.
+        cells: ``(B, 3, 3) float`` cell vectors as rows, Angstrom (zeros if non-periodic).
+        pbc: ``(B, 3) bool`` periodicity of each frame.
+        frame_index: ``(n_total,) long`` frame of each atom.
+        n_atoms: ``(B,) long`` atoms per frame.
+        pairs: ``(2, P) long`` global atom indices of each neighbour pair.
+        shifts: ``(P, 3) float`` integer-valued cell shifts (see module docstring).
+        pair_frame: ``(P,) long`` frame of each pair.
+        cutoff: the neighbour cutoff the pairs were built with, Angstrom.
+    """
+
+    species: torch.Tensor
+    positions: torch.Tensor
+    cells: torch.Tensor
+    pbc: torch.Tensor
+    frame_index: torch.Tensor
+    n_atoms: torch.Tensor
+    pairs: torch.Tensor
+    shifts: torch.Tensor
+    pair_frame: torch.Tensor
+    cutoff: float
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.n_atoms.shape[0])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.positions.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.positions.device
+
+    @classmethod
+    def from_atoms(
+        cls,
+        frames: Sequence[Atoms],
+        species: Sequence[str],
+        cutoff: float,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str = "cpu",
+        cache: NeighborCache | None = None,
+    ) -> Batch:
+        """Build a batch from frames.
+
+        Args:
+            frames: the frames; sizes, cells and periodicity may all differ.
+            species: element symbols the model knows; ``species[k]`` gets index ``k``.
+            cutoff: neighbour cutoff, Angstrom (the model's largest cutoff).
+            dtype: float dtype of positions, cells and shifts (default: torch's default).
+            device: where the tensors live.
+            cache: reuse neighbour lists of frames seen before.
+        """
+        if len(frames) == 0:
+            raise PotstillError("cannot build a batch from zero frames; pass at least one")
+        dtype = dtype or torch.get_default_dtype()
+        lookup = {symbol: k for k, symbol in enumerate(species)}
+        species_idx, pair_blocks, shift_blocks, pair_counts = [], [], [], []
+        offset = 0
+        for atoms in frames:
+            species_idx.append(_species_indices(atoms, lookup, species))
+            pairs, shifts = (
+                cache.pairs(atoms, cutoff) if cache is not None else frame_pairs(atoms, cutoff)
+            )
+            pair_blocks.append(pairs + offset)
+            shift_blocks.append(shifts)
+            pair_counts.append(pairs.shape[1])
+            offset += len(atoms)
+        n_atoms = torch.tensor([len(atoms) for atoms in frames], dtype=torch.long)
+        batch = cls(
+            species=torch.from_numpy(np.concatenate(species_idx)),
+            positions=torch.from_numpy(np.concatenate([a.positions for a in frames])),
+            cells=torch.from_numpy(np.stack([a.cell[:] for a in frames])),
+            pbc=torch.from_numpy(np.stack([np.asarray(a.pbc, dtype=bool) for a in frames])),
+            frame_index=torch.repeat_interleave(torch.arange(len(frames)), n_atoms),
+            n_atoms=n_atoms,
+            pairs=torch.from_numpy(np.concatenate(pair_blocks, axis=1)),
+            shifts=torch.from_numpy(np.concatenate(shift_blocks)),
+            pair_frame=torch.repeat_interleave(
+                torch.arange(len(frames)), torch.tensor(pair_counts, dtype=torch.long)
+            ),
+            cutoff=float(cutoff),
+        )
+        return batch.to(dtype=dtype, device=device)
+
+    def to(
+        self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> Batch:
+        """Copy with float tensors cast to ``dtype`` and everything moved to ``device``."""
+        moved = {}
+        for field in fields(self):
+            tensor = getattr(self, field.name)
+            if not isinstance(tensor, torch.Tensor):
+                moved[field.name] = tensor
+                continue
+            if dtype is not None and field.name in ("positions", "cells", "shifts"):
+                tensor = tensor.to(dtype=dtype)
+            if device is not None:
+                tensor = tensor.to(device=device)
+            moved[field.name] = tensor
+        return Batch(**moved)
+
+
+def _species_indices(atoms: Atoms, lookup: dict[str, int], species: Sequence[str]) -> np.ndarray:
+    symbols = atoms.get_chemical_symbols()
+    unknown = sorted(set(symbols) - lookup.keys())
+    if unknown:
+        raise PotstillError(
+            f"element(s) {', '.join(unknown)} not in the model's species "
+            f"{', '.join(species)}; use a model trained on them"
+        )
+    return np.array([lookup[s] for s in symbols], dtype=np.int64)
