@@ -45,9 +45,9 @@ def _split(out: dict[str, torch.Tensor], batch: Batch, frames: Sequence[Atoms]) 
     per_frame = []
     for b, atoms in enumerate(frames):
         mask = index == b
-        entry = {"energy": float(out["energy"][b])}
+        entry = {"energy": float(out["energy"][b].detach())}
         if "energy_std" in out:
-            entry["energy_std"] = float(out["energy_std"][b])
+            entry["energy_std"] = float(out["energy_std"][b].detach())
         for key, name in (("forces", "forces"), ("atomic_energies", "energies"), ("atomic_energies_std", "energies_std"), ("forces_std", "forces_std")):
             if key in out:
                 entry[name] = out[key].detach().cpu().numpy()[mask]

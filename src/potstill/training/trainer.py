@@ -133,7 +133,7 @@ def train_model(
             terms["loss"].backward()
             adamw.step()
             sgd.step()
-            train_loss += float(terms["loss"])
+            train_loss += float(terms["loss"].detach())
             n_batches += 1
         metrics = evaluate_batches(model, validation)
         metric = metrics[f"{config.best_by}_rmse"] if config.best_by != "loss" else _weighted(metrics, weights)
@@ -187,13 +187,14 @@ def train_committee(
     config: TrainConfig,
     out_dir: str | Path | None = None,
     progress=None,
-) -> tuple[Committee, list[TrainResult | dict]]:
+) -> tuple[Committee | ANIModel, list[TrainResult | dict]]:
     """Train ``config.committee`` models, each on its own seeded 80/20 split.
 
     ``model_factory(seed)`` builds a fresh untrained model whose initial weights depend
     on ``seed`` only; member k uses ``config.seed + k`` for its weights and its split. Self energies are fitted
     once on all ``frames`` and shared. With ``out_dir``, finished members are saved and
-    reused on a rerun with the same frames and settings.
+    reused on a rerun with the same frames and settings. A committee of one is returned
+    as the bare model.
     """
     frames = list(frames)
     if not frames:
@@ -238,7 +239,7 @@ def train_committee(
             )
         members.append(result.model)
         results.append(result)
-    return Committee(members), results
+    return (Committee(members) if len(members) > 1 else members[0]), results
 
 
 def _summary(result: TrainResult) -> dict:

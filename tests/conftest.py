@@ -1,0 +1,33 @@
+"""Shared test setup: one torch thread (tests use small batches; on 2 cores a second
+thread only adds contention), small labeled Ni frames from ASE's EMT."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from potstill.frames import labels_from_calculator
+
+torch.set_num_threads(1)
+
+
+def emt_frames(n: int, *, seed: int = 0, size: int = 2, reference: str = "emt"):
+    """``n`` rattled, strained FCC Ni frames (4 size^3 atoms) labeled by EMT."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n):
+        atoms = bulk("Ni", "fcc", a=3.52, cubic=True).repeat(size)
+        strain = np.eye(3) + 0.015 * rng.standard_normal((3, 3))
+        atoms.set_cell(atoms.cell[:] @ strain, scale_atoms=True)
+        atoms.rattle(0.05, seed=int(rng.integers(1 << 30)))
+        atoms.calc = EMT()
+        frame = labels_from_calculator(atoms, reference)
+        frame.info.update(sampler="test", step=i, temperature_K=300.0)
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture
+def ni_frames():
+    return emt_frames(12)
