@@ -1,9 +1,14 @@
 """Shared test setup: one torch thread (tests use small batches; on 2 cores a second
 thread only adds contention), small labeled Ni frames from ASE's EMT."""
 
-import numpy as np
-import pytest
-import torch
+import os
+
+# BLAS threads only slow the many 3x3 solves of cell relaxations on a loaded 2-core box.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from ase.build import bulk
 from ase.calculators.emt import EMT
 

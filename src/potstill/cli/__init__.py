@@ -143,6 +143,10 @@ def references() -> None:
 
 def main() -> None:
     """Console entry point: user errors become one line on stderr, exit status 2."""
+    import os
+
+    # BLAS threads only slow the many 3x3 solves of relaxations (numpy is not imported yet).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from potstill.errors import PotstillError
 
     try:
