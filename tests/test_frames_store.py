@@ -120,3 +120,31 @@ def test_corrupt_or_missing_store_is_a_clear_error(tmp_path):
     with pytest.raises(PotstillError, match="cannot read"):
         store.import_extxyz(bad_xyz)
     assert len(store) == 0
+
+
+def test_postgresql_url_goes_to_ase_db(tmp_path):
+    """A PostgreSQL URL is handed to ASE db's PostgreSQL backend; with no server
+    listening the error is one line naming the URL."""
+    import socket
+
+    with socket.socket() as sock:  # a local port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://potstill:secret@127.0.0.1:{port}/pool"
+    with pytest.raises(PotstillError, match=r"cannot open store postgresql://.*(refused|connect)") as error:
+        Store(url)
+    assert "\n" not in str(error.value).strip() and "secret" not in str(error.value)
+
+
+@pytest.mark.skipif("POTSTILL_TEST_POSTGRES_URL" not in __import__("os").environ,
+                    reason="set POTSTILL_TEST_POSTGRES_URL to a PostgreSQL database to run")
+def test_postgresql_round_trip():
+    import os
+
+    store = Store(os.environ["POTSTILL_TEST_POSTGRES_URL"])
+    before = len(store)
+    frames = emt_frames(2)
+    ids = store.add(frames)
+    assert len(store) == before + 2
+    back = store.get(ids)
+    assert np.array_equal(get_labels(back[1], "emt", ("forces",)).forces, get_labels(frames[1], "emt", ("forces",)).forces)

@@ -17,6 +17,7 @@ ones. extxyz import/export interchanges pools with every other MLIP code.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -55,8 +56,10 @@ class Store:
                 )
         try:
             self._db = connect(url, type="db" if "://" not in url else "extract_from_name")
+            self._db.count()  # creates an SQLite file now, and fails now on a bad URL
         except Exception as error:  # noqa: BLE001 - ASE raises many kinds here
-            raise PotstillError(f"cannot open store {url}: {error}") from error
+            reason = " ".join(str(error).split())
+            raise PotstillError(f"cannot open store {_redact(url)}: {reason}") from error
 
     # -- writing ---------------------------------------------------------------------
     def add(self, frames: Iterable[Atoms]) -> list[int]:
@@ -132,6 +135,11 @@ class Store:
                 if key.endswith("_stress"):
                     atoms.info[key] = np.asarray(value, dtype=float).reshape(-1)
         return self.add(frames)
+
+
+def _redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for error messages)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def _is_sqlite(path: Path) -> bool:

@@ -1,0 +1,96 @@
+"""`potstill run` end to end on a tiny Ni job: LAMMPS sampling, training, validation and
+the report; then resume after losing a committee member."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from potstill.config import load_config
+from potstill.errors import PotstillError
+from potstill.workflows import standard
+
+CONFIG = """
+name: tiny
+species: [Ni]
+reference: {kind: eam-ni, name: eam}
+sample:
+  structure: {element: Ni, lattice: fcc, a_A: 3.52, repeat: [2, 2, 2]}
+  temperatures_K: [300, 1200]
+  equilibration_steps: 100
+  steps_per_temperature: 1000
+  interval: 50
+select: {method: random, n: 30, seed: 0}
+model: {preset: demo, overrides: {hidden: [16, 8]}}
+train: {committee: 2, max_epochs: 4, batch_size: 10, lr: 3.0e-3}
+validate: {crystals: [fcc, hcp], elastic: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    (root / "tiny.yaml").write_text(CONFIG)
+    out = root / "out"
+    result = subprocess.run(
+        [sys.executable, "-c", "from potstill.cli import main; main()", "run", str(root / "tiny.yaml"), "--out", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root, out
+
+
+def test_report_has_every_promised_number(finished_run):
+    _, out = finished_run
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    pool = summary["pool"]
+    assert pool["n_frames"] == 40
+    for key in ("energy_mae_meV_per_atom", "force_mae_eV_per_A", "stress_mae_GPa"):
+        assert pool[key] > 0
+    for structure in ("fcc", "hcp"):
+        for quantity in ("bond_length_A", "energy_eV_per_atom"):
+            entry = summary["crystals"][structure][quantity]
+            assert set(entry) >= {"model", "reference"}
+    # the reference side is the EAM potential itself: FCC Ni, a = 3.520 A, E = -4.45 eV/atom
+    assert summary["crystals"]["fcc"]["bond_length_A"]["reference"] == pytest.approx(3.52 / 2**0.5, abs=2e-3)
+    assert summary["crystals"]["fcc"]["energy_eV_per_atom"]["reference"] == pytest.approx(-4.45, abs=1e-3)
+    for constant in ("C11", "C12", "C44", "K", "G"):
+        assert set(summary["elastic_GPa"][constant]) >= {"model", "reference"}
+    assert summary["elastic_GPa"]["C11"]["reference"] == pytest.approx(246.2, rel=0.01)
+    assert summary["wall_time_s"] > 0
+    for name in ("index.html", "parity.png", "learning_curves.png"):
+        assert (out / "report" / name).stat().st_size > 1000
+    html = (out / "report" / "index.html").read_text()
+    assert "parity.png" in html and "C11" in html
+    for record in ("sample.json", "train/train.json", "report/validate.json", "run.json"):
+        data = json.loads((out / record).read_text())
+        assert {"inputs", "versions", "wall_time_s", "results"} <= set(data)
+
+
+def test_rerun_refuses_then_resumes_keeping_finished_members(finished_run):
+    root, out = finished_run
+    config = load_config(root / "tiny.yaml")
+    with pytest.raises(PotstillError, match="--resume"):
+        standard.run(config, out)
+    kept = (out / "train" / "member_0.pt").read_bytes()
+    (out / "train" / "member_1.pt").unlink()  # as if interrupted while training it
+    summary = standard.run(config, out, resume=True)
+    assert (out / "train" / "member_0.pt").read_bytes() == kept
+    assert (out / "train" / "member_1.pt").exists()
+    assert summary["pool"]["n_frames"] == 40
+
+
+def test_empty_pool_is_a_clear_error(tmp_path):
+    from potstill.store import Store
+
+    Store(tmp_path / "pool.db")  # created, no frames
+    config = load_config_text(tmp_path, CONFIG)
+    with pytest.raises(PotstillError, match="pool .* is empty"):
+        standard.train(config, tmp_path)
+
+
+def load_config_text(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return load_config(path)
