@@ -94,3 +94,13 @@ def load_config_text(tmp_path, text):
     path = tmp_path / "c.yaml"
     path.write_text(text)
     return load_config(path)
+
+
+def test_interrupted_sampling_restarts_on_resume(tmp_path):
+    config = load_config_text(tmp_path, CONFIG)
+    out = tmp_path / "out"
+    first = standard.sample(config, out)
+    (out / "sample.json").unlink()  # as if killed before sampling finished
+    again = standard.sample(config, out, resume=True)
+    assert again["n_frames"] == first["n_frames"] == 40
+    assert standard.sample(config, out, resume=True) == again  # finished: kept as is

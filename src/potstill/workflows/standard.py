@@ -42,8 +42,9 @@ def sample(config: RunConfig, out: Path, *, overwrite: bool = False, resume: boo
     record_path = out / "sample.json"
     if resume and read_record(record_path):
         return read_record(record_path)["results"]
-    claim_output([pool_path(out), record_path], overwrite=overwrite, resume=False, what="sample")
-    if pool_path(out).exists():  # an interrupted sampling run: start it again cleanly
+    if not resume:
+        claim_output([pool_path(out), record_path], overwrite=overwrite, resume=False, what="sample")
+    if pool_path(out).exists():  # interrupted while sampling: the seeded run starts again
         pool_path(out).unlink()
     started = time.time()
     s = config.sample
