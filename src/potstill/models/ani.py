@@ -13,10 +13,18 @@ Architecture (seed 001): the TorchANI AEV (radial + angular symmetry functions o
 vesin neighbour list), one MLP per element ``AEV -> hidden... -> 1`` with GELU, Kaiming
 normal weights and zero biases, plus a buffer of per-element self energies.
 
-Forces and stress come from one ``torch.autograd.grad`` of the total energy with respect
-to the positions and a per-frame strain ``eps (B, 3, 3)`` applied as
-``r' = r (1 + sym(eps))``, ``cell' = cell (1 + sym(eps))``; with ``create_graph=True``
-they can be backpropagated (training on forces and stress).
+Forces and stress come from the gradient ``g_p = dE/dd_p`` of the energy with respect to
+the pair vectors ``d_p = r_i - r_j + shift @ cell``, the only way the AEV sees the
+geometry: ``F = -dE/dr`` collects ``+g_p`` on ``j`` and ``-g_p`` on ``i``, and the strain
+derivative is ``sym(sum_p d_p (x) g_p)`` per frame (positions and cell strained together,
+``d' = d (1 + eps)``): the same numbers as autograd through ``r' = r (1 + sym(eps))``,
+``cell' = cell (1 + sym(eps))``. With ``create_graph=True`` forces and stress can be
+backpropagated to the weights (training on forces and stress); the AEV's Jacobian is then
+applied as a constant (``torch.func.vjp``), so they are not differentiable with respect
+to the positions, which training never needs.
+
+The AEV is TorchANI's (its radial and angular parameters, cutoff functions and triples),
+summed without materialising the per-triple outer products (see :func:`_ani_aev`).
 
 Checkpoints (:func:`save_checkpoint`, :func:`load_checkpoint`) hold only the JSON-able
 config, the dtype, state dicts and metadata, so they load with ``weights_only=True``.
@@ -24,9 +32,9 @@ config, the dtype, state dicts and metadata, so they load with ``weights_only=Tr
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +48,11 @@ from torch import Tensor
 os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
 
 from torchani.aev import AEVComputer, ANIAngular, ANIRadial  # noqa: E402
-from torchani.neighbors import Neighbors, discard_outside_cutoff  # noqa: E402
+from torchani.neighbors import (  # noqa: E402
+    Neighbors,
+    discard_outside_cutoff,
+    neighbors_to_triples,
+)
 
 from potstill.errors import PotstillError  # noqa: E402
 from potstill.models.neighbors import Batch  # noqa: E402
@@ -280,33 +292,37 @@ class ANIModel(torch.nn.Module):
         """Atomic environment vectors ``(n_total, aev_dim)`` of a batch.
 
         ``positions (n_total, 3)`` and ``cells (B, 3, 3)`` default to the batch's; pass
-        strained or differentiable copies to take derivatives.
+        strained or differentiable copies to take (first) derivatives.
         """
+        self._check_cutoff(batch)
+        positions = batch.positions if positions is None else positions
+        cells = batch.cells if cells is None else cells
+        if batch.pairs.shape[1] == 0:
+            return positions.new_zeros((positions.shape[0], self.aev_computer.out_dim))
+        return self._aev_from_diff_vectors(batch, _diff_vectors(batch, positions, cells))
+
+    def _check_cutoff(self, batch: Batch) -> None:
         if batch.cutoff < self.cutoff:
             raise PotstillError(
                 f"batch built with cutoff {batch.cutoff} A but the model needs {self.cutoff} A;"
                 " build it with model.batch(frames)"
             )
-        positions = batch.positions if positions is None else positions
-        cells = batch.cells if cells is None else cells
-        n_total = positions.shape[0]
-        if batch.pairs.shape[1] == 0:
-            return positions.new_zeros((n_total, self.aev_computer.out_dim))
-        shift_vectors = torch.einsum("pi,pij->pj", batch.shifts, cells[batch.pair_frame])
-        diff_vectors = positions[batch.pairs[0]] - positions[batch.pairs[1]] + shift_vectors
+
+    def _aev_from_diff_vectors(self, batch: Batch, diff_vectors: Tensor) -> Tensor:
+        """AEVs ``(n_total, aev_dim)`` from the pair vectors ``(P, 3)`` of ``batch.pairs``."""
+        n_total = batch.species.shape[0]
         neighbors = Neighbors(batch.pairs, diff_vectors.norm(dim=-1), diff_vectors)
         if batch.cutoff > self.cutoff:  # e.g. a committee whose members differ in cutoff
             neighbors = discard_outside_cutoff(neighbors, self.cutoff)
             if neighbors.indices.shape[1] == 0:
-                return positions.new_zeros((n_total, self.aev_computer.out_dim))
-        # All frames form ONE TorchANI "molecule"; pairs never cross frames.
-        aev = self.aev_computer.compute_from_neighbors(
-            batch.species.unsqueeze(0), positions.unsqueeze(0), neighbors
-        )
-        return aev.squeeze(0)
+                return diff_vectors.new_zeros((n_total, self.aev_computer.out_dim))
+        return _ani_aev(self.aev_computer, batch.species, neighbors)
 
     def atomic_energies(self, aev: Tensor, species: Tensor) -> Tensor:
         """Atomic energies ``(n_total,)`` eV from AEVs ``(n_total, aev_dim)``."""
+        if len(self.networks) == 1:  # one element: no gathering and scattering by species
+            (network,) = self.networks.values()
+            return network(aev).squeeze(-1) + self.self_energies[species]
         indices, outputs = [], []
         for k, network in enumerate(self.networks.values()):
             selected = torch.nonzero(species == k).squeeze(-1)
@@ -317,6 +333,38 @@ class ANIModel(torch.nn.Module):
         if indices:
             energies = energies.index_add(0, torch.cat(indices), torch.cat(outputs))
         return energies + self.self_energies[species]
+
+    def _energy(self, batch: Batch, aev: Tensor) -> dict[str, Tensor]:
+        atomic = self.atomic_energies(aev, batch.species)
+        energy = atomic.new_zeros(batch.n_frames).index_add(0, batch.frame_index, atomic)
+        return {"energy": energy, "atomic_energies": atomic}
+
+    def _energy_and_gradient(self, batch: Batch, diff_vectors: Tensor, *, retain_graph: bool):
+        """Energies and ``dE/d(pair vectors) (P, 3)`` by plain autograd through the AEV."""
+        diff_vectors = diff_vectors.detach().requires_grad_(True)
+        out = self._energy(batch, self._aev_from_diff_vectors(batch, diff_vectors))
+        (energy_by_diffs,) = torch.autograd.grad(
+            out["energy"].sum(), diff_vectors, retain_graph=retain_graph,
+            materialize_grads=True,  # pairs beyond this model's cutoff
+        )
+        return out, energy_by_diffs
+
+    def _energy_and_gradient_for_training(self, batch: Batch, diff_vectors: Tensor):
+        """Energies and ``dE/d(pair vectors) (P, 3)`` with a graph to the weights only.
+
+        Same numbers as :meth:`_energy_and_gradient`, but the AEV's Jacobian is applied
+        as a constant (``torch.func.vjp`` at the pair vectors): backpropagating a force or
+        stress loss then costs one pass through the AEV's first derivatives instead of
+        its second derivatives with respect to the positions, which training never uses.
+        """
+        aev, aev_vjp = torch.func.vjp(
+            lambda diffs: self._aev_from_diff_vectors(batch, diffs), diff_vectors
+        )
+        aev = aev.detach().requires_grad_(True)
+        out = self._energy(batch, aev)
+        (energy_by_aev,) = torch.autograd.grad(out["energy"].sum(), aev, create_graph=True)
+        (energy_by_diffs,) = aev_vjp(energy_by_aev)
+        return out, energy_by_diffs
 
     def forward(
         self,
@@ -340,42 +388,244 @@ class ANIModel(torch.nn.Module):
         """
         if batch.dtype != self.dtype or batch.device != self.device:
             batch = batch.to(dtype=self.dtype, device=self.device)
+        self._check_cutoff(batch)
         caller_tracks_grad = torch.is_grad_enabled()
-        with torch.enable_grad() if (forces or stress) else contextlib.nullcontext():
-            positions, cells = batch.positions, batch.cells
-            if forces:
-                positions = positions.detach().requires_grad_(True)
-            if stress:
-                strain = torch.zeros_like(cells, requires_grad=True)
-                deformation = 0.5 * (strain + strain.transpose(1, 2))
-                strained_positions = positions + torch.einsum(
-                    "ni,nij->nj", positions, deformation[batch.frame_index]
-                )
-                strained_cells = cells + cells @ deformation
-            else:
-                strained_positions, strained_cells = positions, cells
-            aev = self.aev(batch, positions=strained_positions, cells=strained_cells)
-            atomic = self.atomic_energies(aev, batch.species)
-            energy = atomic.new_zeros(batch.n_frames).index_add(0, batch.frame_index, atomic)
-            out = {"energy": energy, "atomic_energies": atomic}
-            inputs = ([positions] if forces else []) + ([strain] if stress else [])
-            if inputs and energy.requires_grad:
-                grads = torch.autograd.grad(
-                    energy.sum(),
-                    inputs,
-                    create_graph=create_graph,
-                    retain_graph=create_graph or caller_tracks_grad,
-                    materialize_grads=True,  # frames without neighbours
-                )
-            else:  # no neighbours at all and frozen weights: nothing depends on inputs
-                grads = [torch.zeros_like(tensor) for tensor in inputs]
-            if forces:
-                out["forces"] = -grads[0]
-            if stress:
-                out["stress"] = _voigt_stress(grads[-1], cells)
+        if not (forces or stress):
+            out = self._energy(batch, self.aev(batch))
+        elif batch.pairs.shape[1] == 0:  # no neighbours anywhere: AEVs are all zero
+            out = self._energy(batch, self.aev(batch))
+            diff_vectors = energy_by_diffs = batch.positions.new_zeros((0, 3))
+        else:
+            diff_vectors = _diff_vectors(batch, batch.positions, batch.cells).detach()
+            with torch.enable_grad():
+                if create_graph:
+                    out, energy_by_diffs = self._energy_and_gradient_for_training(
+                        batch, diff_vectors
+                    )
+                else:
+                    out, energy_by_diffs = self._energy_and_gradient(
+                        batch, diff_vectors, retain_graph=caller_tracks_grad
+                    )
+        if forces:
+            out["forces"] = _forces(batch, energy_by_diffs)
+        if stress:
+            virial = _virial(batch, diff_vectors, energy_by_diffs)
+            out["stress"] = _voigt_stress(virial, batch.cells)
         if not (caller_tracks_grad or create_graph):
             out = {key: value.detach() for key, value in out.items()}
         return out
+
+
+def _ani_aev(computer: AEVComputer, species: Tensor, neighbors: Neighbors) -> Tensor:
+    """TorchANI's AEV ``(n_total, aev_dim)`` of all atoms from their neighbour pairs.
+
+    The same terms and layout as ``AEVComputer.compute_from_neighbors`` (the computer's
+    radial and angular parameters and cutoff function, TorchANI's triples), with all
+    frames as one "molecule" (pairs never cross frames), computed faster on CPU:
+
+    - each atom's angular AEV is the product ``R_i^T A_i`` of its triples' radial factors
+      (``(t_i, shifts)``, cutoff functions included) and angle factors (``(t_i,
+      sections)``), one batched matmul over atoms padded to the largest triple count,
+      instead of materialising and scattering ``(triples, shifts x sections)`` products;
+    - the Gaussians and the angle factor carry their derivatives from the forward pass
+      (:class:`_WeightedGaussians`, :class:`_AngleTerms`).
+
+    Derivatives are first order in the geometry (forces, stress, and their gradients with
+    respect to the weights); second derivatives with respect to positions are not
+    available through it.
+    """
+    n_total = species.shape[0]
+    term = computer.radial
+    distances = neighbors.distances
+    # as ANIRadial: 0.25 exp(-eta (d - shift)^2) fc(d), (P, radial shifts)
+    weight = 0.25 * term.cutoff_fn(distances, term.cutoff)
+    radial_terms = _gaussians(distances, weight, term.shifts, term.eta)
+    # as AEVComputer._collect_radial: row (atom, element of the other atom)
+    n_species = computer.num_species
+    rows = neighbors.indices * n_species + species[neighbors.indices].flip(0)
+    radial = radial_terms.new_zeros((n_total * n_species, radial_terms.shape[1]))
+    radial = radial.index_add_(0, rows[0], radial_terms).index_add_(0, rows[1], radial_terms)
+    angular_neighbors = discard_outside_cutoff(neighbors, computer.angular.cutoff)
+    angular = _collect_angular(computer, species, angular_neighbors)
+    return torch.cat([radial.view(n_total, computer.radial_len), angular], dim=-1)
+
+
+def _collect_angular(computer: AEVComputer, species: Tensor, neighbors: Neighbors) -> Tensor:
+    """Angular AEV ``(n_total, species_pairs * shifts * sections)``; see :func:`_ani_aev`."""
+    term = computer.angular
+    n_total, n_pairs = species.shape[0], computer.num_species_pairs
+    n_shifts, n_sections = term.shifts.numel(), term.sections.numel()
+    if neighbors.indices.shape[1] < 2:
+        return neighbors.diff_vectors.new_zeros((n_total, computer.angular_len))
+    triples = neighbors_to_triples(neighbors)
+    distances = triples.distances  # (2, T)
+    vectors = triples.diff_vectors  # (2, T, 3)
+    # as TorchANI's _BaseAngular.forward, split into its two factors
+    cos_angles = (vectors[0] * vectors[1]).sum(-1, keepdim=True) / torch.clamp(
+        distances[0] * distances[1], min=1e-10
+    ).unsqueeze(-1)
+    angle_factor = _angle_terms(cos_angles.squeeze(-1), term.sections, term.zeta)
+    cutoff = term.cutoff_fn(distances, term.cutoff)
+    # as ANIAngular.compute_radial, times both cutoff functions: (T, shifts)
+    mean_distances = (distances[0] + distances[1]) / 2
+    radial_factor = _gaussians(mean_distances, cutoff[0] * cutoff[1], term.shifts, term.eta)
+    # row of each triple: (central atom, element pair of the two side atoms), as TorchANI
+    n_rows = n_total * n_pairs
+    if n_pairs == 1:  # one element: rows are the central atoms, already in order
+        rows = triples.central_idxs
+        slots = _slots_within_sorted_rows(rows, n_rows)
+    else:
+        pair_species = species[neighbors.indices]  # (2, P)
+        side_species = pair_species[:, triples.side_idxs]  # (2, 2, T)
+        side_species = torch.where(triples.diff_signs == 1, side_species[1], side_species[0])
+        pair_index = computer.triu_index[side_species[0], side_species[1]]
+        rows = triples.central_idxs * n_pairs + pair_index
+        order = torch.sort(rows, stable=True).indices
+        slots = torch.empty_like(rows).index_copy_(
+            0, order, _slots_within_sorted_rows(rows[order], n_rows)
+        )
+    width = int(slots.max()) + 1
+    flat = rows * width + slots
+    padded_radial = radial_factor.new_zeros((n_rows * width, n_shifts))
+    padded_radial = padded_radial.index_copy_(0, flat, radial_factor).view(n_rows, width, -1)
+    padded_angle = angle_factor.new_zeros((n_rows * width, n_sections))
+    padded_angle = padded_angle.index_copy_(0, flat, angle_factor).view(n_rows, width, -1)
+    # (rows, sections, shifts) -> (rows, shifts, sections); transposing the narrower
+    # angle factor is cheaper than transposing the radial one
+    angular = torch.bmm(padded_angle.transpose(1, 2), padded_radial).transpose(1, 2)
+    return angular.reshape(n_total, computer.angular_len)
+
+
+def _angle_terms(cos_angles: Tensor, sections: Tensor, zeta: Tensor) -> Tensor:
+    """ANI's angle factor ``2 ((1 + cos(acos(0.95 cos_angle) - section)) / 2)^zeta``,
+    ``(T,) -> (T, sections)``, as TorchANI's ``ANIAngular.compute_cos_angles``."""
+    return _AngleTerms.apply(cos_angles, sections, zeta)[0]
+
+
+class _AngleTerms(torch.autograd.Function):
+    """:func:`_angle_terms` with its derivative kept from the forward pass (see
+    :class:`_WeightedGaussians` for why)."""
+
+    @staticmethod
+    def forward(cos_angles, sections, zeta):
+        scaled = 0.95 * cos_angles
+        deviations = torch.acos(scaled).unsqueeze(-1) - sections.view(1, -1)
+        halves = (1 + torch.cos(deviations)) / 2
+        value = 2 * halves**zeta
+        # d/dc: zeta h^(zeta-1) sin(dev) * 0.95 / sqrt(1 - (0.95 c)^2)
+        chain = 0.95 / torch.sqrt(1 - scaled * scaled)
+        slope = halves.pow_(zeta - 1).mul_(torch.sin(deviations))
+        slope = slope.mul_(zeta * chain.unsqueeze(-1))
+        return value, slope
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output[1])
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, grad_value, _grad_slope):
+        if grad_value is None:
+            return None, None, None
+        (slope,) = ctx.saved_tensors
+        return (grad_value * slope).sum(-1), None, None
+
+
+def _gaussians(x: Tensor, weight: Tensor, shifts: Tensor, eta: Tensor) -> Tensor:
+    """``weight * exp(-eta (x - shift)^2)``: ``(n,), (n,) -> (n, shifts)``."""
+    return _WeightedGaussians.apply(x, weight, shifts, eta)[0]
+
+
+class _WeightedGaussians(torch.autograd.Function):
+    """``weight * exp(-eta (x - shift)^2)`` with a hand-written backward.
+
+    The forward pass keeps ``dvalue/dx`` and ``dvalue/dweight`` per element, so the
+    backward is one multiply-and-sum per input instead of autograd's chain through every
+    intermediate; it is linear in the incoming gradient and made of plain ops, so it is
+    itself differentiable (training backpropagates force and stress losses through it).
+
+    The exponent is floored where ``exp`` would leave the normal float range (below
+    ~1e-38 in float32, ~1e-308 in float64): ``exp`` is 15-40x slower there (its
+    denormal/underflow path), and the change (< 1e-38 resp. 1e-307 per term) is far below
+    the rounding of any sum of these terms.
+    """
+
+    @staticmethod
+    def forward(x, weight, shifts, eta):
+        # in place where possible: fewer large allocations (and page faults) per call
+        offsets = x.unsqueeze(-1) - shifts.view(1, -1)
+        gaussians = offsets.square().mul_(-eta)
+        floor = math.ceil(math.log(torch.finfo(gaussians.dtype).tiny))
+        gaussians.clamp_(min=floor).exp_()
+        value = gaussians * weight.unsqueeze(-1)
+        slope = offsets.mul_(-2 * eta).mul_(value)
+        return value, gaussians, slope
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, gaussians, slope = output
+        ctx.save_for_backward(gaussians, slope)
+        ctx.mark_non_differentiable(gaussians, slope)
+        ctx.set_materialize_grads(False)  # no zero gradients for the two helper outputs
+
+    @staticmethod
+    def backward(ctx, grad_value, _grad_gaussians, _grad_slope):
+        gaussians, slope = ctx.saved_tensors
+        if grad_value is None:
+            return None, None, None, None
+        grad_x = (grad_value * slope).sum(-1)
+        grad_weight = (grad_value * gaussians).sum(-1)
+        return grad_x, grad_weight, None, None
+
+
+def _slots_within_sorted_rows(rows: Tensor, n_rows: int) -> Tensor:
+    """Position of each entry among the entries of its row (0, 1, 2, ...); ``rows``
+    sorted."""
+    counts = torch.bincount(rows, minlength=n_rows)
+    starts = torch.cumsum(counts, 0) - counts
+    return torch.arange(rows.shape[0], device=rows.device) - starts[rows]
+
+
+def _diff_vectors(batch: Batch, positions: Tensor, cells: Tensor) -> Tensor:
+    """Pair vectors ``(P, 3)`` ``r_i - r_j + shift @ cell`` of ``batch.pairs``."""
+    if batch.n_frames == 1:
+        shift_vectors = batch.shifts @ cells[0]
+    else:  # one small matmul per frame: much faster than a 3x3 product per pair
+        blocks = batch.shifts.split(_pair_counts(batch))
+        shift_vectors = torch.cat([shifts @ cell for shifts, cell in zip(blocks, cells)])
+    return positions[batch.pairs[0]] - positions[batch.pairs[1]] + shift_vectors
+
+
+def _pair_counts(batch: Batch) -> list[int]:
+    """Pairs of each frame; a Batch keeps each frame's pairs together, in frame order."""
+    return torch.bincount(batch.pair_frame, minlength=batch.n_frames).tolist()
+
+
+def _forces(batch: Batch, energy_by_diffs: Tensor) -> Tensor:
+    """``-dE/dr (n_total, 3)``: pair ``p`` is ``r_i - r_j + shift``, so ``g_p`` pushes on
+    ``i`` and ``j`` with opposite signs."""
+    forces = batch.positions.new_zeros(batch.positions.shape)
+    if energy_by_diffs.shape[0]:
+        forces = forces.index_add(0, batch.pairs[1], energy_by_diffs)
+        # (index_add with alpha=-1 takes a much slower path on CPU)
+        forces = forces.index_add(0, batch.pairs[0], -energy_by_diffs)
+    return forces
+
+
+def _virial(batch: Batch, diff_vectors: Tensor, energy_by_diffs: Tensor) -> Tensor:
+    """``dE/d(strain) (B, 3, 3)`` for the symmetric strain ``d' = d (1 + strain)`` of every
+    pair vector (positions and cell strained together): ``sym(sum_p d_p (x) g_p)``."""
+    if diff_vectors.shape[0] == 0:
+        return diff_vectors.new_zeros((batch.n_frames, 3, 3))
+    if batch.n_frames == 1:
+        virial = (diff_vectors.T @ energy_by_diffs).unsqueeze(0)
+    else:  # one (3, P_f) @ (P_f, 3) per frame
+        counts = _pair_counts(batch)
+        virial = torch.stack([
+            d.T @ g for d, g in zip(diff_vectors.split(counts), energy_by_diffs.split(counts))
+        ])
+    return 0.5 * (virial + virial.transpose(1, 2))
 
 
 def _voigt_stress(strain_gradient: Tensor, cells: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ of periodic frames it silently drops every neighbour after the first frame.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -90,7 +91,7 @@ def frame_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
             "along its periodic directions or set pbc=False"
         )
     box = atoms.cell[:] if pbc.any() else np.zeros((3, 3))
-    calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
+    calculator = _vesin_calculator(float(cutoff), tuple(pbc.tolist()))
     i, j, shifts = calculator.compute(
         points=np.asarray(atoms.positions, dtype=np.float64),
         box=np.asarray(box, dtype=np.float64),
@@ -100,6 +101,26 @@ def frame_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     # vesin gives r_j - r_i + S @ cell; TorchANI wants r_i - r_j + shift, so negate S.
     pairs = np.stack([i.astype(np.int64), j.astype(np.int64)])
     return pairs, -shifts.astype(np.int64)
+
+
+# Verlet skin of the reused vesin calculators, Angstrom. vesin keeps the candidate pairs
+# within cutoff + skin and, while no atom has moved more than skin/2 since they were
+# found (same cell), only re-filters them to the cutoff: the pairs are exactly those of
+# a fresh search. Consecutive MD steps (ASE calculators) skip most of the search; any
+# other frame simply triggers a new one.
+_VESIN_SKIN_A = 0.5
+_VESIN = threading.local()
+
+
+def _vesin_calculator(cutoff: float, periodic: tuple[bool, ...]) -> vesin.NeighborList:
+    """This thread's vesin half neighbour list for ``cutoff`` and ``periodic``."""
+    calculators = _VESIN.__dict__.setdefault("calculators", {})
+    key = (cutoff, periodic)
+    if key not in calculators:
+        calculators[key] = vesin.NeighborList(
+            cutoff=cutoff, full_list=False, skin=_VESIN_SKIN_A
+        )
+    return calculators[key]
 
 
 @dataclass
