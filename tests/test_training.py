@@ -114,3 +114,37 @@ def test_bad_training_input_is_one_clear_error():
         train_committee(frames, "dft", model_factory=_factory, config=TrainConfig(**_FAST))
     with pytest.raises(PotstillError, match="empty"):
         train_committee([], "emt", model_factory=_factory, config=TrainConfig(**_FAST))
+
+
+def test_training_from_the_store_streams_and_matches_in_memory(tmp_path):
+    """Store-backed frames are read lazily (never all at once) and give the same model."""
+    from potstill.store import Store, StoredFrames
+
+    frames = emt_frames(12, seed=5)
+    store = Store(tmp_path / "pool.db")
+    ids = store.add(frames)
+    lazy = store.frames(ids, chunk=4)
+    reads = []
+    original_get = store.get
+    store.get = lambda ids=None, selection=None: reads.append(len(ids)) or original_get(ids, selection)
+    config = TrainConfig(**{**_FAST, "committee": 1, "max_epochs": 2})
+    from_store, _ = train_committee(lazy, "emt", model_factory=_factory, config=config)
+    from_list, _ = train_committee(frames, "emt", model_factory=_factory, config=config)
+    for a, b in zip(from_store.state_dict().values(), from_list.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert max(reads) <= 4  # never more than one chunk in memory
+    assert isinstance(lazy.subset([0, 2]), StoredFrames)
+
+
+def test_neighbor_cache_respects_its_byte_budget():
+    from potstill.models.neighbors import NeighborCache
+
+    frames = emt_frames(6, seed=6)
+    cache = NeighborCache(max_frames=100, max_bytes=1)
+    for atoms in frames:
+        cache.pairs(atoms, 5.2)
+    assert len(cache) == 0 and cache.bytes == 0
+    roomy = NeighborCache(max_frames=100)
+    for atoms in frames + frames:
+        roomy.pairs(atoms, 5.2)
+    assert len(roomy) == 6 and roomy.bytes > 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -108,9 +108,12 @@ class Store:
 
     def iter(self, selection: str | None = None, *, chunk: int = 1000) -> Iterator[Atoms]:
         """Stream frames matching ``selection`` in chunks of ``chunk`` rows."""
-        ids = self.ids(selection)
-        for start in range(0, len(ids), chunk):
-            yield from self.get(ids[start : start + chunk])
+        yield from self.frames(self.ids(selection), chunk=chunk)
+
+    def frames(self, ids: Sequence[int] | None = None, *, chunk: int = 1000) -> "StoredFrames":
+        """A lazy sequence of the frames ``ids`` (all by default), read on access, so a
+        20,000-frame pool can be trained on without holding it in memory."""
+        return StoredFrames(self, self.ids() if ids is None else list(ids), chunk=chunk)
 
     # -- interchange -----------------------------------------------------------------
     def export_extxyz(self, path: str | Path, selection: str | None = None) -> int:
@@ -135,6 +138,30 @@ class Store:
                 if key.endswith("_stress"):
                     atoms.info[key] = np.asarray(value, dtype=float).reshape(-1)
         return self.add(frames)
+
+
+class StoredFrames(Sequence):
+    """Frames of a store read lazily: ``len``, ``frames[i]`` (one row), ``frames[a:b]``
+    or ``frames.subset(indices)`` (another lazy view), and iteration in chunks."""
+
+    def __init__(self, store: Store, ids: list[int], *, chunk: int = 1000):
+        self.store, self.ids, self.chunk = store, ids, chunk
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return StoredFrames(self.store, self.ids[index], chunk=self.chunk)
+        return self.store.get([self.ids[index]])[0]
+
+    def subset(self, indices: Sequence[int]) -> "StoredFrames":
+        """View of the frames at positions ``indices``."""
+        return StoredFrames(self.store, [self.ids[int(i)] for i in indices], chunk=self.chunk)
+
+    def __iter__(self) -> Iterator[Atoms]:
+        for start in range(0, len(self.ids), self.chunk):
+            yield from self.store.get(self.ids[start : start + self.chunk])
 
 
 def _redact(url: str) -> str:

@@ -34,20 +34,27 @@ __all__ = ["Batch", "NeighborCache", "frame_pairs"]
 
 
 class NeighborCache:
-    """Least-recently-used store of per-frame neighbour lists.
+    """Least-recently-used store of per-frame neighbour lists, bounded in frames and bytes.
 
     Keyed by the frame's content (positions, cell, pbc) and the cutoff, so a frame that
     is moved is recomputed and equal copies share one entry. Meant for training, where
-    the same stored frames are batched again every epoch.
+    the same stored frames are batched again every epoch; frames that do not fit are
+    simply searched again (vesin takes well under a millisecond per frame).
 
     Args:
         max_frames: most frames kept; the least recently used is dropped beyond that.
+        max_bytes: most bytes of pair and shift arrays kept (default 1 GiB), so a
+            20,000-frame pool with a 6.9 A cutoff does not fill the memory.
     """
 
-    def __init__(self, *, max_frames: int = 4096):
-        if max_frames < 1:
-            raise PotstillError(f"max_frames must be >= 1, got {max_frames}")
+    def __init__(self, *, max_frames: int = 4096, max_bytes: int = 1 << 30):
+        if max_frames < 1 or max_bytes < 1:
+            raise PotstillError(
+                f"max_frames and max_bytes must be >= 1, got {max_frames} and {max_bytes}"
+            )
         self.max_frames = max_frames
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._entries: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -62,8 +69,12 @@ class NeighborCache:
             return hit
         result = frame_pairs(atoms, cutoff)
         self._entries[key] = result
-        if len(self._entries) > self.max_frames:
-            self._entries.popitem(last=False)
+        self.bytes += result[0].nbytes + result[1].nbytes
+        while self._entries and (
+            len(self._entries) > self.max_frames or self.bytes > self.max_bytes
+        ):
+            _, (pairs, shifts) = self._entries.popitem(last=False)
+            self.bytes -= pairs.nbytes + shifts.nbytes
         return result
 
 

@@ -16,9 +16,19 @@ from potstill.frames import get_labels
 
 def fit_self_energies(frames: Sequence[Atoms], reference: str, species: Sequence[str]) -> dict[str, float]:
     """Least-squares ``{element: e_s}`` (eV) with E ~ sum_s n_s e_s over ``frames``."""
-    counts = np.array(
-        [[atoms.get_chemical_symbols().count(s) for s in species] for atoms in frames], dtype=float
-    )
-    energies = np.array([get_labels(atoms, reference).energy for atoms in frames])
-    solution, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    counts = [composition(atoms, species) for atoms in frames]
+    energies = [get_labels(atoms, reference).energy for atoms in frames]
+    return solve_self_energies(counts, energies, species)
+
+
+def composition(atoms: Atoms, species: Sequence[str]) -> np.ndarray:
+    """Number of atoms of each element of ``species`` in ``atoms``, shape (n_species,)."""
+    symbols = atoms.get_chemical_symbols()
+    return np.array([symbols.count(s) for s in species], dtype=float)
+
+
+def solve_self_energies(counts, energies, species: Sequence[str]) -> dict[str, float]:
+    """Least-squares self energies from ``counts (n_frames, n_species)`` and total
+    ``energies (n_frames,)`` eV."""
+    solution, *_ = np.linalg.lstsq(np.asarray(counts, dtype=float), np.asarray(energies), rcond=None)
     return {s: float(e) for s, e in zip(species, solution)}

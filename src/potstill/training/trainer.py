@@ -17,7 +17,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -29,9 +29,9 @@ from potstill.frames import get_labels
 from potstill.models.ani import ANIModel, load_checkpoint, save_checkpoint
 from potstill.models.committee import Committee
 from potstill.models.neighbors import NeighborCache
-from potstill.training.data import LabeledBatch, iterate_batches, labeled_batch
+from potstill.training.data import LabeledBatch, iterate_batches
 from potstill.training.loss import LossWeights, energy_force_stress_loss
-from potstill.training.self_energy import fit_self_energies
+from potstill.training.self_energy import composition, solve_self_energies
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -104,13 +104,9 @@ def train_model(
     model.to(device=device, dtype=dtype)
     require = _required_labels(config)
     batch_options = dict(
-        species=model.species, cutoff=model.cutoff, dtype=dtype, device=device,
-        require=require, cache=NeighborCache(max_frames=len(train_frames) + 1),
+        species=model.species, cutoff=model.cutoff, dtype=dtype, device=device, require=require,
+        cache=NeighborCache(max_frames=len(train_frames) + len(validation_frames) + 1),
     )
-    validation = [
-        labeled_batch(validation_frames[i : i + config.batch_size], reference, **batch_options)
-        for i in range(0, len(validation_frames), config.batch_size)
-    ]
     weights = LossWeights(config.alpha, config.beta, config.gamma)
     adamw, sgd = make_optimizers(model, config)
     schedulers = [
@@ -135,6 +131,7 @@ def train_model(
             sgd.step()
             train_loss += float(terms["loss"].detach())
             n_batches += 1
+        validation = iterate_batches(validation_frames, reference, batch_size=config.batch_size, rng=None, **batch_options)
         metrics = evaluate_batches(model, validation)
         metric = metrics[f"{config.best_by}_rmse"] if config.best_by != "loss" else _weighted(metrics, weights)
         for scheduler in schedulers:
@@ -157,7 +154,7 @@ def train_model(
     return result
 
 
-def evaluate_batches(model: ANIModel, batches: Sequence[LabeledBatch]) -> dict[str, float]:
+def evaluate_batches(model: ANIModel, batches: Iterable[LabeledBatch]) -> dict[str, float]:
     """Validation RMSEs: energy (eV/atom), forces (eV/A per component), stress (eV/A^3)."""
     sums = {"energy": 0.0, "forces": 0.0, "stress": 0.0}
     counts = {"energy": 0, "forces": 0, "stress": 0}
@@ -196,15 +193,10 @@ def train_committee(
     reused on a rerun with the same frames and settings. A committee of one is returned
     as the bare model.
     """
-    frames = list(frames)
-    if not frames:
+    if len(frames) == 0:
         raise PotstillError("no frames to train on: the training set is empty")
-    require = _required_labels(config)
-    for atoms in frames:
-        get_labels(atoms, reference, require=require)
     probe = model_factory(config.seed)
-    self_energies = fit_self_energies(frames, reference, probe.species)
-    fingerprint = _fingerprint(frames, reference, config, probe.config())
+    self_energies, fingerprint = _scan(frames, reference, config, probe)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -224,8 +216,8 @@ def train_committee(
         train_idx, val_idx = split_indices(len(frames), config.validation_fraction, seed)
         result = train_model(
             model,
-            [frames[i] for i in train_idx],
-            [frames[i] for i in val_idx],
+            _subset(frames, train_idx),
+            _subset(frames, val_idx),
             reference,
             config,
             seed=seed,
@@ -276,10 +268,24 @@ def _required_labels(config: TrainConfig) -> tuple[str, ...]:
     return tuple(require)
 
 
-def _fingerprint(frames: Sequence[Atoms], reference: str, config: TrainConfig, model_config: dict) -> str:
+def _scan(frames: Sequence[Atoms], reference: str, config: TrainConfig, probe: ANIModel) -> tuple[dict, str]:
+    """One streaming pass over ``frames``: check labels, fit self energies, and hash the
+    data and settings (the fingerprint under which finished members are reused)."""
+    require = _required_labels(config)
     digest = hashlib.sha256()
-    digest.update(json.dumps([config.model_dump(), model_config, reference], sort_keys=True, default=str).encode())
+    digest.update(json.dumps([config.model_dump(), probe.config(), reference], sort_keys=True, default=str).encode())
+    counts, energies = [], []
     for atoms in frames:
+        energy = get_labels(atoms, reference, require=require).energy
+        counts.append(composition(atoms, probe.species))
+        energies.append(energy)
         digest.update(np.ascontiguousarray(atoms.positions).tobytes())
-        digest.update(np.float64(get_labels(atoms, reference).energy).tobytes())
-    return digest.hexdigest()
+        digest.update(np.float64(energy).tobytes())
+    return solve_self_energies(counts, energies, probe.species), digest.hexdigest()
+
+
+def _subset(frames: Sequence[Atoms], indices: np.ndarray) -> Sequence[Atoms]:
+    """Frames at ``indices``: a lazy view for store-backed frames, else a list."""
+    if hasattr(frames, "subset"):
+        return frames.subset(indices)
+    return [frames[i] for i in indices]

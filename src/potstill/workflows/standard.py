@@ -117,8 +117,9 @@ def label(store_url: str | Path, reference_kind: str, *, name: str | None = None
 
 
 # -- select + train -----------------------------------------------------------------
-def select_training_frames(config: RunConfig, store: Store) -> tuple[list[int], list]:
-    """Store ids and frames of the training subset chosen by ``config.select``."""
+def select_training_frames(config: RunConfig, store: Store):
+    """Store ids and (lazily read) frames of the training subset chosen by
+    ``config.select``."""
     from potstill.selection import make_selector
 
     ids = store.ids()
@@ -128,7 +129,7 @@ def select_training_frames(config: RunConfig, store: Store) -> tuple[list[int], 
         selector = make_selector(config.select.method)
         chosen = selector.select(ids, min(config.select.n, len(ids)), rng=np.random.default_rng(config.select.seed))
     chosen_ids = [ids[i] for i in chosen]
-    return chosen_ids, store.get(chosen_ids)
+    return chosen_ids, store.frames(chosen_ids)
 
 
 def make_model_factory(config: RunConfig):
