@@ -104,3 +104,20 @@ def test_interrupted_sampling_restarts_on_resume(tmp_path):
     again = standard.sample(config, out, resume=True)
     assert again["n_frames"] == first["n_frames"] == 40
     assert standard.sample(config, out, resume=True) == again  # finished: kept as is
+
+
+def test_several_starting_structures_are_sampled_with_provenance(tmp_path):
+    text = CONFIG.replace(
+        "  structure: {element: Ni, lattice: fcc, a_A: 3.52, repeat: [2, 2, 2]}\n",
+        "  structures:\n    - {element: Ni, lattice: fcc, a_A: 3.52, repeat: [1, 1, 1]}\n"
+        "    - {element: Ni, lattice: bcc, a_A: 2.866, repeat: [2, 2, 2]}\n",
+    )
+    config = load_config_text(tmp_path, text)
+    results = standard.sample(config, tmp_path / "out")
+    assert results["n_atoms"] == [4, 16] and results["n_frames"] == 80
+    from potstill.store import Store
+
+    frames = Store(tmp_path / "out" / "pool.db").get()
+    assert [a.info["start_structure"] for a in frames[::40]] == ["fcc", "bcc"]
+    with pytest.raises(PotstillError, match="not both"):
+        load_config_text(tmp_path, text.replace("  structures:", "  structure: {element: Ni}\n  structures:"))

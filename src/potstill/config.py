@@ -38,10 +38,12 @@ class StructureConfig(_Section):
 
 
 class SampleConfig(_Section):
-    """LAMMPS MD sampling (NVT or NPT, Nose-Hoover) over a list of temperatures."""
+    """LAMMPS MD sampling (NVT or NPT, Nose-Hoover) over a list of temperatures, from one
+    starting ``structure`` or from each of several ``structures``."""
 
     sampler: Literal["md"] = "md"
-    structure: StructureConfig = Field(default_factory=StructureConfig)
+    structure: StructureConfig | None = None
+    structures: list[StructureConfig] | None = None
     ensemble: Literal["nvt", "npt"] = "npt"
     temperatures_K: list[float] = Field(default_factory=lambda: [300.0, 1000.0, 1700.0, 2500.0])
     ramp: bool = False
@@ -52,8 +54,16 @@ class SampleConfig(_Section):
     interval: int = Field(100, gt=0)
     seed: int = 1
 
+    def starts(self) -> list[StructureConfig]:
+        """The starting structures: each is run through every temperature (seed + k)."""
+        return self.structures or [self.structure or StructureConfig()]
+
     @model_validator(mode="after")
     def _check(self) -> "SampleConfig":
+        if self.structure is not None and self.structures is not None:
+            raise ValueError("give either `structure` or a list of `structures`, not both")
+        if self.structures == []:
+            raise ValueError("structures is empty; give at least one starting structure")
         if not self.temperatures_K:
             raise ValueError("temperatures_K is empty; give at least one temperature")
         if any(t <= 0 for t in self.temperatures_K):

@@ -48,38 +48,46 @@ def sample(config: RunConfig, out: Path, *, overwrite: bool = False, resume: boo
         pool_path(out).unlink()
     started = time.time()
     s = config.sample
-    element = s.structure.element
-    if element not in config.species:
-        raise PotstillError(f"sample.structure.element {element!r} is not in species {config.species}")
-    atoms = bulk(element, s.structure.lattice, a=s.structure.a_A, cubic=s.structure.lattice != "hcp")
-    atoms = atoms.repeat(s.structure.repeat)
     potential = lammps_options(config.reference.kind, config.reference.options)
     store = Store(pool_path(out))
-    frames = sample_md(
-        atoms,
-        **potential,
-        reference_name=config.reference.name,
-        ensemble=s.ensemble,
-        temperatures_K=s.temperatures_K,
-        ramp=s.ramp,
-        steps_per_temperature=s.steps_per_temperature,
-        equilibration_steps=s.equilibration_steps,
-        interval=s.interval,
-        timestep_fs=s.timestep_fs,
-        pressure_bar=s.pressure_bar,
-        seed=s.seed,
-        progress=progress is not None,
-    )
-    chunk, n = [], 0
-    for frame in frames:
-        chunk.append(frame)
-        if len(chunk) == 200:
-            n += len(store.add(chunk))
-            chunk = []
-    n += len(store.add(chunk))
-    results = {"n_frames": n, "n_atoms": len(atoms), "store": str(pool_path(out))}
+    unknown = sorted({start.element for start in s.starts()} - set(config.species))
+    if unknown:
+        raise PotstillError(f"sample structure element(s) {unknown} not in species {config.species}")
+    n_frames, n_atoms = 0, []
+    for k, start in enumerate(s.starts()):
+        atoms = bulk(start.element, start.lattice, a=start.a_A, cubic=start.lattice != "hcp").repeat(start.repeat)
+        n_atoms.append(len(atoms))
+        frames = sample_md(
+            atoms,
+            **potential,
+            reference_name=config.reference.name,
+            ensemble=s.ensemble,
+            temperatures_K=s.temperatures_K,
+            ramp=s.ramp,
+            steps_per_temperature=s.steps_per_temperature,
+            equilibration_steps=s.equilibration_steps,
+            interval=s.interval,
+            timestep_fs=s.timestep_fs,
+            pressure_bar=s.pressure_bar,
+            seed=s.seed + k,
+            progress=progress is not None,
+        )
+        n_frames += _store_in_chunks(store, frames, start_structure=start.lattice)
+    results = {"n_frames": n_frames, "n_atoms": n_atoms, "store": str(pool_path(out))}
     write_record(record_path, command="sample", inputs=config.sample.model_dump(), results=results, started=started)
     return results
+
+
+def _store_in_chunks(store: Store, frames, *, chunk: int = 200, **provenance) -> int:
+    """Add ``frames`` (an iterator) to ``store`` ``chunk`` at a time, with ``provenance``."""
+    batch, n = [], 0
+    for frame in frames:
+        frame.info.update(provenance)
+        batch.append(frame)
+        if len(batch) == chunk:
+            n += len(store.add(batch))
+            batch = []
+    return n + len(store.add(batch))
 
 
 # -- label --------------------------------------------------------------------------
