@@ -674,7 +674,10 @@ def save_checkpoint(model, path: str | os.PathLike, **metadata: Any) -> None:
         raise PotstillError(
             f"can only checkpoint an ANIModel or a Committee, got {type(model).__name__}"
         )
-    torch.save(payload, os.fspath(path))
+    # write then rename: a crash while saving never leaves a truncated checkpoint behind
+    tmp = f"{os.fspath(path)}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, os.fspath(path))
 
 
 def _numpy_to_builtin(value: Any) -> Any:

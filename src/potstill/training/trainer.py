@@ -204,12 +204,11 @@ def train_committee(
     for k in range(config.committee):
         seed = config.seed + k
         path = out / f"member_{k}.pt" if out is not None else None
-        if path is not None and path.exists():
-            saved = torch.load(path, map_location="cpu", weights_only=False)
-            if saved.get("metadata", {}).get("fingerprint") == fingerprint:
-                members.append(load_checkpoint(path))
-                results.append(saved["metadata"].get("summary", {}))
-                continue
+        finished = _finished_member(path, fingerprint)
+        if finished is not None:
+            members.append(finished)
+            results.append(finished.checkpoint_metadata.get("summary", {}))
+            continue
         torch.manual_seed(seed)
         model = model_factory(seed)
         model.set_self_energies(self_energies)
@@ -232,6 +231,18 @@ def train_committee(
         members.append(result.model)
         results.append(result)
     return (Committee(members) if len(members) > 1 else members[0]), results
+
+
+def _finished_member(path: Path | None, fingerprint: str) -> ANIModel | None:
+    """The member saved at ``path`` if it was trained on these frames and settings;
+    None when there is none, it is from other data, or it cannot be read."""
+    if path is None or not path.exists():
+        return None
+    try:
+        model = load_checkpoint(path)
+    except Exception:  # noqa: BLE001 - an unreadable file is retrained, not fatal
+        return None
+    return model if model.checkpoint_metadata.get("fingerprint") == fingerprint else None
 
 
 def _summary(result: TrainResult) -> dict:

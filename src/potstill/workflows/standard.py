@@ -270,14 +270,13 @@ def _pool_summary(errors: dict) -> dict:
 def _learning_curves(train_record: dict, train_dir: Path, path: Path):
     from potstill.report.learning import learning_curves
 
+    from potstill.models.ani import load_checkpoint
+
     histories = []
     for k in range(len(train_record["results"]["members"])):
         member = train_dir / f"member_{k}.pt"
         if member.exists():
-            import torch
-
-            saved = torch.load(member, map_location="cpu", weights_only=False)
-            histories.append(saved.get("metadata", {}).get("history", []))
+            histories.append(load_checkpoint(member).checkpoint_metadata.get("history", []))
     return learning_curves(histories, path=path) if any(histories) else None
 
 
