@@ -121,3 +121,17 @@ def test_several_starting_structures_are_sampled_with_provenance(tmp_path):
     assert [a.info["start_structure"] for a in frames[::40]] == ["fcc", "bcc"]
     with pytest.raises(PotstillError, match="not both"):
         load_config_text(tmp_path, text.replace("  structures:", "  structure: {element: Ni}\n  structures:"))
+
+
+def test_failed_stages_leave_nothing_that_blocks_a_rerun(tmp_path):
+    config = load_config_text(tmp_path, CONFIG)
+    out = tmp_path / "out"
+    for _ in range(2):  # the same clear error both times, not "already holds results"
+        with pytest.raises(PotstillError, match="no trained committee"):
+            standard.validate(config, out)
+    assert not (out / "report").exists()
+    wrong = load_config_text(tmp_path, CONFIG.replace("species: [Ni]", "species: [Al]"))
+    for _ in range(2):
+        with pytest.raises(PotstillError, match=r"\['Ni'\] not in species"):
+            standard.sample(wrong, out)
+    assert not (out / "pool.db").exists()

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+from ase.units import GPa
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -13,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 _PANELS = (
     ("energy_rmse", "energy RMSE (meV/atom)", 1000.0),
     ("forces_rmse", "force RMSE (eV/A)", 1.0),
-    ("stress_rmse", "stress RMSE (GPa)", 160.21766208),
+    ("stress_rmse", "stress RMSE (GPa)", 1.0 / GPa),  # eV/A^3 -> GPa
 )
 
 

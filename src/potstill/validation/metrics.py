@@ -117,7 +117,12 @@ def pool_errors(
          "stress_eV_per_A3":    {...},          # per Voigt component; only with stress
          "stress_GPa":          {...}}
     """
-    pairs = pool_pairs(frames, predictions, reference)
+    return pair_errors(pool_pairs(frames, predictions, reference))
+
+
+def pair_errors(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """The errors of :func:`pool_errors` from already paired values (:func:`pool_pairs`),
+    for callers that also plot the pairs."""
     result: dict = {
         "n_frames": len(pairs["energy_eV_per_atom"][0]),
         "n_atoms": len(pairs["forces_eV_per_A"][0]) // 3,

@@ -24,8 +24,6 @@ from potstill.errors import PotstillError
 from potstill.records import claim_output, jsonable, read_record, write_record
 from potstill.store import Store
 
-GPa_PER_eV_PER_A3 = 160.21766208
-
 
 def pool_path(out: Path) -> Path:
     return out / "pool.db"
@@ -48,11 +46,11 @@ def sample(config: RunConfig, out: Path, *, overwrite: bool = False, resume: boo
         pool_path(out).unlink()
     started = time.time()
     s = config.sample
-    potential = lammps_options(config.reference.kind, config.reference.options)
-    store = Store(pool_path(out))
     unknown = sorted({start.element for start in s.starts()} - set(config.species))
     if unknown:
         raise PotstillError(f"sample structure element(s) {unknown} not in species {config.species}")
+    potential = lammps_options(config.reference.kind, config.reference.options)
+    store = Store(pool_path(out))
     n_frames, n_atoms = 0, []
     for k, start in enumerate(s.starts()):
         atoms = bulk(start.element, start.lattice, a=start.a_A, cubic=start.lattice != "hcp").repeat(start.repeat)
@@ -100,7 +98,8 @@ def label(store_url: str | Path, reference_kind: str, *, name: str | None = None
 
     reference = make_reference(reference_kind, name=name, **(options or {}))
     store = Store(store_url, create=False)
-    todo = [i for i, atoms in zip(store.ids(), store.iter()) if not has_labels(atoms, reference.name)]
+    pool = store.frames()
+    todo = [i for i, atoms in zip(pool.ids, pool) if not has_labels(atoms, reference.name)]
     task = progress.add_task(f"labeling with {reference_kind}", total=len(todo)) if progress else None
     done = 0
     for start in range(0, len(todo), chunk):
@@ -121,7 +120,7 @@ def label(store_url: str | Path, reference_kind: str, *, name: str | None = None
         done += len(ids)
         if progress is not None:
             progress.update(task, advance=len(ids))
-    return {"labeled": done, "already_labeled": len(store) - len(todo), "reference": reference.name}
+    return {"labeled": done, "already_labeled": len(pool) - len(todo), "reference": reference.name}
 
 
 # -- select + train -----------------------------------------------------------------
@@ -194,15 +193,15 @@ def validate(config: RunConfig, out: Path, *, overwrite: bool = False, progress=
     from potstill.report.plots import parity_panel
     from potstill.validation.crystals import compare_crystals, format_crystal_table
     from potstill.validation.elastic import compare_elastic, format_elastic_table
-    from potstill.validation.metrics import pool_errors, pool_pairs
+    from potstill.validation.metrics import pair_errors, pool_pairs
 
+    committee_path = out / "train" / "committee.pt"
+    if not committee_path.exists():
+        raise PotstillError(f"no trained committee at {committee_path}; run `potstill train` first")
     report = out / "report"
     claim_output([report], overwrite=overwrite, resume=False, what="validate")
     report.mkdir(parents=True)
     started = time.time()
-    committee_path = out / "train" / "committee.pt"
-    if not committee_path.exists():
-        raise PotstillError(f"no trained committee at {committee_path}; run `potstill train` first")
     committee = load_checkpoint(committee_path)
     v = config.validate_
     summary: dict[str, Any] = {"name": config.name, "species": config.species}
@@ -210,11 +209,12 @@ def validate(config: RunConfig, out: Path, *, overwrite: bool = False, progress=
     if v.pool:
         frames = Store(pool_path(out), create=False).get()
         predictions = predict(committee, frames, progress=progress)
-        errors = pool_errors(frames, predictions, config.reference.name)
+        pairs = pool_pairs(frames, predictions, config.reference.name)
+        errors = pair_errors(pairs)
         summary["pool"] = _pool_summary(errors)
         summary["pool"]["errors"] = errors
-        figures.append(parity_panel(pool_pairs(frames, predictions, config.reference.name),
-                                    path=report / "parity.png", title=f"{config.name}: whole pool ({len(frames)} frames)"))
+        figures.append(parity_panel(pairs, path=report / "parity.png",
+                                    title=f"{config.name}: whole pool ({len(frames)} frames)"))
     model_calc = PotstillCalculator(committee)
     reference_calc = make_calculator(config.reference.kind, **config.reference.options)
     element = v.element or config.species[0]
@@ -268,9 +268,8 @@ def _pool_summary(errors: dict) -> dict:
 
 
 def _learning_curves(train_record: dict, train_dir: Path, path: Path):
-    from potstill.report.learning import learning_curves
-
     from potstill.models.ani import load_checkpoint
+    from potstill.report.learning import learning_curves
 
     histories = []
     for k in range(len(train_record["results"]["members"])):
