@@ -106,10 +106,6 @@ class Store:
             return [_from_row(row) for row in self._db.select(selection)]
         return [_from_row(self._db.get(id=int(i))) for i in ids]
 
-    def iter(self, selection: str | None = None, *, chunk: int = 1000) -> Iterator[Atoms]:
-        """Stream frames matching ``selection`` in chunks of ``chunk`` rows."""
-        yield from self.frames(self.ids(selection), chunk=chunk)
-
     def frames(self, ids: Sequence[int] | None = None, *, chunk: int = 1000) -> "StoredFrames":
         """A lazy sequence of the frames ``ids`` (all by default), read on access, so a
         20,000-frame pool can be trained on without holding it in memory."""
