@@ -21,7 +21,10 @@ derivative is ``sym(sum_p d_p (x) g_p)`` per frame (positions and cell strained 
 ``cell' = cell (1 + sym(eps))``. With ``create_graph=True`` forces and stress can be
 backpropagated to the weights (training on forces and stress); the AEV's Jacobian is then
 applied as a constant (``torch.func.vjp``), so they are not differentiable with respect
-to the positions, which training never needs.
+to the positions, which training never needs. Under ``torch.no_grad()`` (the ASE
+calculator, validation) no graph is recorded at all: ``g_p`` comes from the chain rule
+written out by hand (:func:`_ani_aev_with_vjp`, :func:`_mlp_with_vjp`), the same numbers
+up to rounding, without a graph to record and walk back.
 
 The AEV is TorchANI's (its radial and angular parameters, cutoff functions and triples),
 summed without materialising the per-triple outer products (see :func:`_ani_aev`).
@@ -36,7 +39,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +51,10 @@ from torch import Tensor
 os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
 
 from torchani.aev import AEVComputer, ANIAngular, ANIRadial  # noqa: E402
+from torchani.cutoffs import CutoffCosine  # noqa: E402
 from torchani.neighbors import (  # noqa: E402
     Neighbors,
+    Triples,
     discard_outside_cutoff,
     neighbors_to_triples,
 )
@@ -349,6 +354,55 @@ class ANIModel(torch.nn.Module):
         )
         return out, energy_by_diffs
 
+    def _energy_and_gradient_inference(self, batch: Batch, diff_vectors: Tensor):
+        """Energies and ``dE/d(pair vectors) (P, 3)`` without autograd (no graph kept).
+
+        Same numbers as :meth:`_energy_and_gradient` (up to the rounding of a few sums):
+        the AEV and the MLPs apply their chain rules by hand (:func:`_ani_aev_with_vjp`,
+        :func:`_mlp_with_vjp`). For evaluation under ``torch.no_grad()``, e.g. MD.
+        """
+        n_total = batch.species.shape[0]
+        pairs = batch.pairs
+        kept = None
+        if batch.cutoff > self.cutoff:  # e.g. a committee whose members differ in cutoff
+            kept = (diff_vectors.norm(dim=-1) <= self.cutoff).nonzero().flatten()
+            pairs, diff_vectors = pairs.index_select(1, kept), diff_vectors.index_select(0, kept)
+        if pairs.shape[1] == 0:
+            aev = diff_vectors.new_zeros((n_total, self.aev_computer.out_dim))
+            aev_vjp = lambda energy_by_aev: diff_vectors.new_zeros((0, 3))  # noqa: E731
+        else:
+            neighbors = Neighbors(pairs, diff_vectors.norm(dim=-1), diff_vectors)
+            aev, aev_vjp = _ani_aev_with_vjp(self.aev_computer, batch.species, neighbors)
+        atomic, energy_by_aev = self._atomic_energies_with_gradient(aev, batch.species)
+        energy = atomic.new_zeros(batch.n_frames).index_add(0, batch.frame_index, atomic)
+        energy_by_diffs = aev_vjp(energy_by_aev)
+        if kept is not None:
+            energy_by_diffs = diff_vectors.new_zeros((batch.pairs.shape[1], 3)).index_copy_(
+                0, kept, energy_by_diffs
+            )
+        return {"energy": energy, "atomic_energies": atomic}, energy_by_diffs
+
+    def _atomic_energies_with_gradient(self, aev: Tensor, species: Tensor):
+        """:meth:`atomic_energies` ``(n_total,)`` and ``dE/dAEV (n_total, aev_dim)``, by
+        hand (see :func:`_mlp_with_vjp`)."""
+        if len(self.networks) == 1:
+            (network,) = self.networks.values()
+            outputs, energy_by_aev = _mlp_with_vjp(network, aev)
+            return outputs + self.self_energies[species], energy_by_aev
+        indices, outputs = [], []
+        energy_by_aev = torch.zeros_like(aev)
+        for k, network in enumerate(self.networks.values()):
+            selected = torch.nonzero(species == k).squeeze(-1)
+            if selected.numel():
+                output, gradient = _mlp_with_vjp(network, aev.index_select(0, selected))
+                indices.append(selected)
+                outputs.append(output)
+                energy_by_aev.index_copy_(0, selected, gradient)
+        energies = aev.new_zeros(aev.shape[0])
+        if indices:
+            energies = energies.index_add(0, torch.cat(indices), torch.cat(outputs))
+        return energies + self.self_energies[species], energy_by_aev
+
     def _energy_and_gradient_for_training(self, batch: Batch, diff_vectors: Tensor):
         """Energies and ``dE/d(pair vectors) (P, 3)`` with a graph to the weights only.
 
@@ -397,15 +451,17 @@ class ANIModel(torch.nn.Module):
             diff_vectors = energy_by_diffs = batch.positions.new_zeros((0, 3))
         else:
             diff_vectors = _diff_vectors(batch, batch.positions, batch.cells).detach()
-            with torch.enable_grad():
-                if create_graph:
+            if create_graph:
+                with torch.enable_grad():
                     out, energy_by_diffs = self._energy_and_gradient_for_training(
                         batch, diff_vectors
                     )
-                else:
-                    out, energy_by_diffs = self._energy_and_gradient(
-                        batch, diff_vectors, retain_graph=caller_tracks_grad
-                    )
+            elif caller_tracks_grad:  # the caller may backpropagate the energy
+                out, energy_by_diffs = self._energy_and_gradient(
+                    batch, diff_vectors, retain_graph=True
+                )
+            else:  # under torch.no_grad(), e.g. MD: no graph at all
+                out, energy_by_diffs = self._energy_and_gradient_inference(batch, diff_vectors)
         if forces:
             out["forces"] = _forces(batch, energy_by_diffs)
         if stress:
@@ -469,13 +525,40 @@ def _collect_angular(computer: AEVComputer, species: Tensor, neighbors: Neighbor
     # as ANIAngular.compute_radial, times both cutoff functions: (T, shifts)
     mean_distances = (distances[0] + distances[1]) / 2
     radial_factor = _gaussians(mean_distances, cutoff[0] * cutoff[1], term.shifts, term.eta)
-    # row of each triple: (central atom, element pair of the two side atoms), as TorchANI
     n_rows = n_total * n_pairs
+    flat, width = _triple_slots(computer, species, neighbors.indices, triples)
+    padded_radial = radial_factor.new_zeros((n_rows * width, n_shifts))
+    padded_radial = padded_radial.index_copy_(0, flat, radial_factor).view(n_rows, width, -1)
+    padded_angle = angle_factor.new_zeros((n_rows * width, n_sections))
+    padded_angle = padded_angle.index_copy_(0, flat, angle_factor).view(n_rows, width, -1)
+    # (rows, sections, shifts) -> (rows, shifts, sections); transposing the narrower
+    # angle factor is cheaper than transposing the radial one
+    angular = torch.bmm(padded_angle.transpose(1, 2), padded_radial).transpose(1, 2)
+    return angular.reshape(n_total, computer.angular_len)
+
+
+def _triple_slots(
+    computer: AEVComputer, species: Tensor, pair_indices: Tensor, triples: Triples
+) -> tuple[Tensor, int]:
+    """Where each triple goes in the padded per-row layout of :func:`_collect_angular`.
+
+    A row is (central atom, element pair of the two side atoms), as in TorchANI's
+    angular AEV; rows are padded to ``width``, the largest triple count of any row.
+
+    Args:
+        pair_indices: ``(2, P_angular)`` atom indices of the angular pairs.
+        triples: TorchANI's triples of those pairs.
+
+    Returns:
+        ``flat (T,)``: index ``row * width + slot`` of each triple, and ``width``.
+    """
+    n_pairs = computer.num_species_pairs
+    n_rows = species.shape[0] * n_pairs
     if n_pairs == 1:  # one element: rows are the central atoms, already in order
         rows = triples.central_idxs
         slots = _slots_within_sorted_rows(rows, n_rows)
     else:
-        pair_species = species[neighbors.indices]  # (2, P)
+        pair_species = species[pair_indices]  # (2, P)
         side_species = pair_species[:, triples.side_idxs]  # (2, 2, T)
         side_species = torch.where(triples.diff_signs == 1, side_species[1], side_species[0])
         pair_index = computer.triu_index[side_species[0], side_species[1]]
@@ -485,15 +568,178 @@ def _collect_angular(computer: AEVComputer, species: Tensor, neighbors: Neighbor
             0, order, _slots_within_sorted_rows(rows[order], n_rows)
         )
     width = int(slots.max()) + 1
-    flat = rows * width + slots
+    return rows * width + slots, width
+
+
+# --- inference: the AEV with its derivative written out -------------------------------
+#
+# Forces and stress without create_graph need only dE/d(pair vectors). Autograd gets it
+# by recording a graph of a few hundred small ops and walking it back; at ~100 atoms that
+# bookkeeping is a sizeable part of the time. The functions below compute the
+# same terms as _ani_aev in the same order and keep what the derivative needs, then apply
+# the chain rule by hand: the same numbers up to the rounding of a few sums.
+
+
+def _ani_aev_with_vjp(
+    computer: AEVComputer, species: Tensor, neighbors: Neighbors
+) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """The AEV of :func:`_ani_aev` and its vector-Jacobian product, without autograd.
+
+    Args:
+        computer: the TorchANI AEV computer (parameters and cutoff functions).
+        species: ``(n_total,)`` species index of each atom.
+        neighbors: ``indices (2, P)``, ``distances (P,)`` A, ``diff_vectors (P, 3)`` A;
+            every pair within the radial cutoff.
+
+    Returns:
+        ``aev (n_total, aev_dim)`` and ``vjp``, which maps ``dE/dAEV (n_total, aev_dim)``
+        to ``dE/d(diff_vectors) (P, 3)``. Call under ``torch.no_grad()``.
+    """
+    n_total, n_species = species.shape[0], computer.num_species
+    term = computer.radial
+    vectors, distances = neighbors.diff_vectors, neighbors.distances
+    cutoff, cutoff_slope = _cutoff_and_slope(term.cutoff_fn, distances, term.cutoff)
+    # as _ani_aev: 0.25 exp(-eta (d - shift)^2) fc(d), (P, radial shifts)
+    radial_terms, gaussians, gaussians_slope = _WeightedGaussians.forward(
+        distances, 0.25 * cutoff, term.shifts, term.eta
+    )
+    if n_species == 1:  # rows are the atoms
+        rows = neighbors.indices
+    else:  # as _ani_aev: row (atom, element of the other atom)
+        rows = neighbors.indices * n_species + species[neighbors.indices].flip(0)
+    radial = radial_terms.new_zeros((n_total * n_species, radial_terms.shape[1]))
+    radial = radial.index_add_(0, rows[0], radial_terms).index_add_(0, rows[1], radial_terms)
+    angular, angular_vjp = _angular_with_vjp(computer, species, neighbors)
+    aev = torch.cat([radial.view(n_total, computer.radial_len), angular], dim=-1)
+
+    def vjp(energy_by_aev: Tensor) -> Tensor:
+        by_radial = energy_by_aev[:, : computer.radial_len].reshape(radial.shape)
+        by_terms = by_radial.index_select(0, rows[0]) + by_radial.index_select(0, rows[1])
+        by_distances = (by_terms * gaussians_slope).sum(-1)
+        by_distances += (by_terms * gaussians).sum(-1) * (0.25 * cutoff_slope)
+        by_vectors = torch.zeros_like(vectors)
+        angular_vjp(energy_by_aev[:, computer.radial_len :], by_distances, by_vectors)
+        # d|v|/dv = v / |v| (0 for coincident atoms, as autograd's norm)
+        by_distances = (by_distances / distances).masked_fill_(distances == 0, 0.0)
+        return by_vectors.addcmul_(by_distances.unsqueeze(-1), vectors)
+
+    return aev, vjp
+
+
+def _angular_with_vjp(computer: AEVComputer, species: Tensor, neighbors: Neighbors):
+    """Angular AEV ``(n_total, angular_len)`` of :func:`_collect_angular` and its VJP.
+
+    Returns the AEV and ``vjp(energy_by_angular, by_distances, by_vectors)``, which adds
+    the angular terms' ``dE/d(distances) (P,)`` and ``dE/d(diff_vectors) (P, 3)`` (all
+    radial pairs) in place.
+    """
+    term = computer.angular
+    n_total, n_pairs = species.shape[0], computer.num_species_pairs
+    n_shifts, n_sections = term.shifts.numel(), term.sections.numel()
+    def no_triples():  # zero AEV, nothing to add to the gradients
+        return neighbors.diff_vectors.new_zeros((n_total, computer.angular_len)), (
+            lambda *gradients: None
+        )
+
+    closer = (neighbors.distances <= term.cutoff).nonzero().flatten()
+    if closer.shape[0] < 2:
+        return no_triples()
+    angular_neighbors = Neighbors(
+        neighbors.indices.index_select(1, closer),
+        neighbors.distances.index_select(0, closer),
+        neighbors.diff_vectors.index_select(0, closer),
+    )
+    triples = neighbors_to_triples(angular_neighbors)
+    if triples.central_idxs.shape[0] == 0:
+        return no_triples()
+    distances, vectors = triples.distances, triples.diff_vectors  # (2, T), (2, T, 3)
+    sides = triples.side_idxs  # (2, T) angular pair of each side
+    # as _collect_angular
+    products = distances[0] * distances[1]
+    clamped = torch.clamp(products, min=1e-10)
+    cos_angles = (vectors[0] * vectors[1]).sum(-1) / clamped
+    angle_factor, angle_slope = _AngleTerms.forward(cos_angles, term.sections, term.zeta)
+    pair_cutoff, pair_cutoff_slope = _cutoff_and_slope(
+        term.cutoff_fn, angular_neighbors.distances, term.cutoff
+    )
+    cutoff = pair_cutoff.index_select(0, sides.view(-1)).view(2, -1)  # (2, T)
+    mean_distances = (distances[0] + distances[1]) / 2
+    radial_factor, gaussians, gaussians_slope = _WeightedGaussians.forward(
+        mean_distances, cutoff[0] * cutoff[1], term.shifts, term.eta
+    )
+    n_rows = n_total * n_pairs
+    flat, width = _triple_slots(computer, species, angular_neighbors.indices, triples)
     padded_radial = radial_factor.new_zeros((n_rows * width, n_shifts))
     padded_radial = padded_radial.index_copy_(0, flat, radial_factor).view(n_rows, width, -1)
     padded_angle = angle_factor.new_zeros((n_rows * width, n_sections))
     padded_angle = padded_angle.index_copy_(0, flat, angle_factor).view(n_rows, width, -1)
-    # (rows, sections, shifts) -> (rows, shifts, sections); transposing the narrower
-    # angle factor is cheaper than transposing the radial one
     angular = torch.bmm(padded_angle.transpose(1, 2), padded_radial).transpose(1, 2)
-    return angular.reshape(n_total, computer.angular_len)
+
+    def vjp(energy_by_angular: Tensor, by_distances: Tensor, by_vectors: Tensor) -> None:
+        by_rows = energy_by_angular.reshape(n_rows, n_shifts, n_sections)
+        # products with the width last: several times faster on CPU than width-major ones
+        by_radial = torch.bmm(by_rows, padded_angle.transpose(1, 2))  # (rows, shifts, width)
+        by_angle = torch.bmm(by_rows.transpose(1, 2), padded_radial.transpose(1, 2))
+        # per triple, channels first: (shifts, T) and (sections, T)
+        by_radial = by_radial.transpose(0, 1).reshape(n_shifts, -1).index_select(1, flat)
+        by_angle = by_angle.transpose(0, 1).reshape(n_sections, -1).index_select(1, flat)
+        by_mean = (by_radial * gaussians_slope.T).sum(0)
+        by_weight = (by_radial * gaussians.T).sum(0)  # weight = fc(d_0) fc(d_1)
+        by_cos = (by_angle * angle_slope.T).sum(0)
+        # cos = (v_0 . v_1) / clamp(d_0 d_1)
+        by_dot = by_cos / clamped
+        by_product = torch.where(products >= 1e-10, -by_cos * cos_angles / clamped, 0.0)
+        # (2, T): each side's distance and vector
+        side_cutoff_slope = pair_cutoff_slope.index_select(0, sides.view(-1)).view(2, -1)
+        by_side_distances = (by_mean / 2).expand(2, -1) + by_weight * cutoff.flip(0) * (
+            side_cutoff_slope
+        )
+        by_side_distances += by_product * distances.flip(0)
+        by_side_vectors = by_dot.unsqueeze(-1) * vectors.flip(0)  # (2, T, 3)
+        # triple vector k is diff_signs_k * (vector of angular pair sides_k)
+        by_side_vectors *= triples.diff_signs.unsqueeze(-1).to(by_side_vectors.dtype)
+        by_pair_distances = by_distances.new_zeros(closer.shape[0])
+        by_pair_distances.index_add_(0, sides.view(-1), by_side_distances.reshape(-1))
+        by_pair_vectors = by_vectors.new_zeros((closer.shape[0], 3))
+        by_pair_vectors.index_add_(0, sides.view(-1), by_side_vectors.view(-1, 3))
+        by_distances.index_add_(0, closer, by_pair_distances)
+        by_vectors.index_add_(0, closer, by_pair_vectors)
+
+    return angular.reshape(n_total, computer.angular_len), vjp
+
+
+def _cutoff_and_slope(cutoff_fn: torch.nn.Module, distances: Tensor, cutoff: float):
+    """TorchANI cutoff function ``fc(d)`` and its derivative ``fc'(d)``, ``(n,)`` each."""
+    if isinstance(cutoff_fn, CutoffCosine):  # 0.5 cos(pi d / rc) + 0.5, as TorchANI's
+        scaled = distances * (math.pi / cutoff)
+        return 0.5 * torch.cos(scaled) + 0.5, (-0.5 * math.pi / cutoff) * torch.sin(scaled)
+    with torch.enable_grad():  # any other elementwise cutoff: its slope by autograd
+        inputs = distances.detach().requires_grad_(True)
+        value = cutoff_fn(inputs, cutoff)
+        (slope,) = torch.autograd.grad(value.sum(), inputs)
+    return value.detach(), slope
+
+
+def _mlp_with_vjp(network: torch.nn.Sequential, inputs: Tensor) -> tuple[Tensor, Tensor]:
+    """Output ``(n,)`` of an MLP of Linear and activation layers and its input gradient
+    ``d(sum of outputs)/d(inputs) (n, d)``, by hand (call under ``torch.no_grad()``)."""
+    x, saved = inputs, []
+    for layer in network:
+        saved.append(x)
+        x = layer(x)
+    gradient = x.new_ones(x.shape)
+    for layer, layer_input in zip(reversed(network), reversed(saved)):
+        if isinstance(layer, torch.nn.Linear):
+            gradient = gradient @ layer.weight
+        elif isinstance(layer, torch.nn.GELU):
+            gradient = torch.ops.aten.gelu_backward(
+                gradient, layer_input, approximate=layer.approximate
+            )
+        else:  # another elementwise activation: its derivative by autograd
+            with torch.enable_grad():
+                layer_input = layer_input.detach().requires_grad_(True)
+                (gradient,) = torch.autograd.grad(layer(layer_input), layer_input, gradient)
+    return x.squeeze(-1), gradient
 
 
 def _angle_terms(cos_angles: Tensor, sections: Tensor, zeta: Tensor) -> Tensor:
