@@ -3,7 +3,8 @@
 Contract: ``PotstillCalculator(model)`` fills ``self.results`` with ``energy`` and
 ``free_energy`` (eV), ``forces (n, 3)`` eV/A, ``energies (n,)`` eV per atom, and, for
 cells periodic in all three directions, ``stress (6,)`` eV/A^3 (Voigt, ASE sign
-convention). For a :class:`~potstill.models.committee.Committee` the values are the
+convention) from the first call that asks for it on (MD asks only for forces and energy,
+so it never pays for stress). For a :class:`~potstill.models.committee.Committee` the values are the
 committee means and the uncertainties travel in ``results`` too (as in MACE's committee
 calculator): ``energy_std`` (eV), ``energies_std (n,)`` eV per atom, ``forces_std (n, 3)``
 eV/A, and ``stress_std (6,)`` when stress is computed; all population standard deviations.
@@ -21,6 +22,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from potstill.errors import PotstillError
 from potstill.models.ani import ANIModel, load_checkpoint
 from potstill.models.committee import Committee
+from potstill.models.neighbors import FrameBatcher
 
 __all__ = ["PotstillCalculator"]
 
@@ -58,13 +60,23 @@ class PotstillCalculator(Calculator):
         if model.dtype != dtype or model.device != torch.device(device):
             model = copy.deepcopy(model).to(dtype=dtype, device=device)
         self.model = model.eval()
+        self._batcher: FrameBatcher | None = None  # made at the first call
+        self._stress_asked = False
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Energy, forces and atomic energies (and stress) of ``atoms``.
+
+        Stress is computed once it has been asked for (``properties`` names it), and at
+        every later call, so MD, which asks only for forces and energy, never pays for
+        it, and a cell filter, which asks for forces then stress, recomputes only once.
+        """
         super().calculate(atoms, properties, system_changes)
+        self._stress_asked = self._stress_asked or "stress" in properties
         periodic = bool(np.all(self.atoms.pbc))
-        batch = self.model.batch([self.atoms])
+        stress = periodic and self._stress_asked
+        batch = self._batch(self.atoms)
         with torch.no_grad():
-            out = self.model(batch, forces=True, stress=periodic)
+            out = self.model(batch, forces=True, stress=stress)
         energy = float(out["energy"][0])
         self.results = {
             "energy": energy,
@@ -72,11 +84,21 @@ class PotstillCalculator(Calculator):
             "forces": out["forces"].cpu().numpy(),
             "energies": out["atomic_energies"].cpu().numpy(),
         }
-        if periodic:
+        if stress:
             self.results["stress"] = out["stress"][0].cpu().numpy()
         if isinstance(self.model, Committee):
             self.results["energy_std"] = float(out["energy_std"][0])
             self.results["energies_std"] = out["atomic_energies_std"].cpu().numpy()
             self.results["forces_std"] = out["forces_std"].cpu().numpy()
-            if periodic:
+            if stress:
                 self.results["stress_std"] = out["stress_std"][0].cpu().numpy()
+
+    def _batch(self, atoms):
+        """The Batch of ``atoms``, sharing unchanged tensors with the previous call's."""
+        model, batcher = self.model, self._batcher
+        if batcher is None or (batcher.dtype, batcher.device) != (model.dtype, model.device):
+            batcher = FrameBatcher(
+                model.species, model.cutoff, dtype=model.dtype, device=model.device
+            )
+            self._batcher = batcher
+        return batcher(atoms)

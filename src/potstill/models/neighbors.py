@@ -17,6 +17,7 @@ of periodic frames it silently drops every neighbour after the first frame.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
@@ -30,7 +31,7 @@ from ase import Atoms
 
 from potstill.errors import PotstillError
 
-__all__ = ["Batch", "NeighborCache", "frame_pairs"]
+__all__ = ["Batch", "FrameBatcher", "NeighborCache", "frame_pairs"]
 
 
 class NeighborCache:
@@ -243,6 +244,68 @@ class Batch:
                 tensor = tensor.to(device=device)
             moved[field.name] = tensor
         return Batch(**moved)
+
+
+class FrameBatcher:
+    """One-frame Batches for a run of calls on the same system (MD, relaxations).
+
+    Each call builds the Batch of one frame; tensors that did not change since the
+    previous call (species, the frame index, and the pairs and shifts whenever the
+    neighbour list is the same, which vesin's skin makes the common case between MD
+    steps) are the previous call's, so only the positions (and a changed cell) are
+    converted again. The result equals ``Batch.from_atoms([atoms], species, cutoff)``.
+
+    Args:
+        species: element symbols the model knows; ``species[k]`` gets index ``k``.
+        cutoff: neighbour cutoff, Angstrom.
+        dtype: float dtype of positions, cells and shifts.
+        device: where the tensors live.
+    """
+
+    def __init__(
+        self,
+        species: Sequence[str],
+        cutoff: float,
+        *,
+        dtype: torch.dtype,
+        device: torch.device | str = "cpu",
+    ):
+        self.species = list(species)
+        self.cutoff = float(cutoff)
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self._numbers: np.ndarray | None = None  # atomic numbers of the previous frame
+        self._cell: np.ndarray | None = None
+        self._pairs: tuple[np.ndarray, np.ndarray] | None = None  # vesin's, as numpy
+        self._previous: Batch | None = None
+
+    def __call__(self, atoms: Atoms) -> Batch:
+        pairs, shifts = frame_pairs(atoms, self.cutoff)
+        previous = self._previous
+        if previous is None or not np.array_equal(atoms.numbers, self._numbers):
+            previous = Batch.from_atoms(
+                [atoms], self.species, self.cutoff, dtype=self.dtype, device=self.device
+            )
+            self._numbers = atoms.numbers.copy()
+            self._cell = atoms.cell[:].copy()
+            self._pairs = pairs, shifts
+            self._previous = previous
+            return previous
+        batch = dataclasses.replace(
+            previous,
+            positions=torch.tensor(atoms.positions, dtype=self.dtype, device=self.device),
+            pbc=torch.from_numpy(np.asarray(atoms.pbc, dtype=bool)[None]).to(self.device),
+        )
+        if not np.array_equal(atoms.cell[:], self._cell):
+            self._cell = atoms.cell[:].copy()
+            batch.cells = torch.tensor(self._cell[None], dtype=self.dtype, device=self.device)
+        if not (np.array_equal(pairs, self._pairs[0]) and np.array_equal(shifts, self._pairs[1])):
+            self._pairs = pairs, shifts
+            batch.pairs = torch.from_numpy(pairs).to(self.device)
+            batch.shifts = torch.from_numpy(shifts).to(self.device, self.dtype)
+            batch.pair_frame = torch.zeros(pairs.shape[1], dtype=torch.long, device=self.device)
+        self._previous = batch
+        return batch
 
 
 def _species_indices(atoms: Atoms, lookup: dict[str, int], species: Sequence[str]) -> np.ndarray:
