@@ -7,8 +7,9 @@ from it by ``baseline.py``, same weights, same dtype): ``PotstillCalculator(mode
 to change it). Ni FCC at 32, 108 and 1,000 atoms (1,000 = the primitive cell repeated
 10 times), velocities drawn at 1000 K, 1 fs steps. The runs alternate in one process
 (potstill, TorchANI, potstill, ...; each run starts from the same state) and each row
-reports medians. Note that velocity Verlet asks only for forces: TorchANI's calculator
-then computes forces only, while potstill's computes energies, forces and stress every step.
+reports medians. Velocity Verlet asks only for forces (and energies): both calculators
+then skip the stress. Both sides run in this process with the same torch thread count
+(``--threads``).
 
     .venv/bin/python benchmarks/md_throughput.py              # the table in README.md
     .venv/bin/python benchmarks/md_throughput.py --quick      # a smoke run
