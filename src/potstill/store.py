@@ -92,6 +92,11 @@ class Store:
                 old.update(data)
                 db.update(row_id, data=old, **kvp)
 
+    def delete(self, ids: Sequence[int]) -> None:
+        """Remove rows ``ids`` in one transaction (e.g. frames a resumed sampler rewrites)."""
+        with self._db as db:
+            db.delete([int(i) for i in ids])
+
     # -- reading ---------------------------------------------------------------------
     def __len__(self) -> int:
         return self._db.count()
