@@ -1,0 +1,47 @@
+"""The distillation curve (seed 000 Fig. 2a layout): the committee's energy MAE on the
+whole pool after each active-learning iteration (left axis, meV/atom, log scale) and the
+fraction of the pool kept so far (right axis, %, bars), with the 2 meV/atom target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+from potstill.report.plots import _figure, _png_path, _save
+
+TARGET_MEV_PER_ATOM = 2.0  # seed 000: 17 % of the pool reaches MAE < 2 meV/atom
+
+
+def distill_curve(curve: Sequence[Mapping], *, path: str | Path, title: str | None = None) -> Path:
+    """Plot ``curve`` rows (``iteration``, ``pool_energy_mae_meV_per_atom``,
+    ``fraction_kept``) of a distillation record as a PNG at ``path``."""
+    path = _png_path(path)
+    iterations = [row["iteration"] for row in curve]
+    mae = [row["pool_energy_mae_meV_per_atom"] for row in curve]
+    kept = [100 * row["fraction_kept"] for row in curve]
+    fig = _figure(figsize=(5.6, 4.0))
+    ax = fig.subplots()
+    bars = ax.twinx()
+    bars.bar(iterations, kept, width=0.6, color="tab:gray", alpha=0.35, label="pool kept (%)")
+    bars.set_ylabel("pool kept (%)")
+    bars.set_ylim(0, max(1.05 * max(kept), 1.0))
+    ax.set_zorder(bars.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    ax.plot(iterations, mae, "o-", color="tab:blue", label="committee energy MAE on the pool")
+    for x, y, k in zip(iterations, mae, kept):
+        ax.annotate(f"{k:.1f}%", (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    ax.axhline(TARGET_MEV_PER_ATOM, color="tab:red", ls="--", lw=1, label="2 meV/atom")
+    ax.set_yscale("log")
+    ax.set_ylim(min(min(mae), TARGET_MEV_PER_ATOM) / 1.3, max(mae) * 1.6)
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("active-learning iteration")
+    ax.set_ylabel("pool energy MAE (meV/atom)")
+    ax.set_xticks(iterations)
+    ax.legend(loc="lower left", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)

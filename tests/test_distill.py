@@ -1,0 +1,191 @@
+"""Committee active-learning distillation (seed 000 SI Note 4), the random and inherited
+strategies and noise augmentation (seed 004), the executors."""
+
+import json
+import operator
+
+import numpy as np
+import pytest
+from ase.calculators.emt import EMT
+
+from conftest import emt_frames
+from potstill.config import RunConfig, load_config
+from potstill.errors import PotstillError
+from potstill.executors import make_executor
+from potstill.frames import get_labels, labels_from_calculator
+from potstill.models.ani import load_checkpoint
+from potstill.references import make_reference
+from potstill.store import Store
+from potstill.training import strategies
+from potstill.training.augment import augment_with_noise
+from potstill.training.strategies import UQStats, committee_uncertainty
+from potstill.workflows import distill as distill_module
+from potstill.workflows.distill import distill
+
+_TRAIN = dict(committee=3, max_epochs=6, batch_size=8, lr=3e-3, scheduler_patience=5, early_stopping_patience=10)
+
+
+def _liquid_like(seed: int):
+    """A 4-atom Ni cell unlike the near-perfect FCC frames: compressed and strongly
+    displaced (a stand-in for a liquid frame among solid ones)."""
+    from ase.build import bulk
+
+    atoms = bulk("Ni", "fcc", a=3.30, cubic=True)
+    atoms.positions += np.random.default_rng(seed).uniform(-0.45, 0.45, size=(4, 3))
+    atoms.calc = EMT()
+    return labels_from_calculator(atoms, "emt")
+
+
+@pytest.fixture
+def pool(tmp_path):
+    """24 solid 4-atom frames; position 13 (in chunk 1 of 3) is the liquid-like one."""
+    frames = emt_frames(24, seed=5, size=1)
+    frames[13] = _liquid_like(1)
+    store = Store(tmp_path / "pool.db")
+    store.add(frames)
+    return store
+
+
+def _config(pool, **distill) -> RunConfig:
+    return RunConfig.model_validate({
+        "species": ["Ni"], "reference": {"kind": "emt", "name": "emt"},
+        "model": {"preset": "demo", "overrides": {"hidden": [16, 8]}}, "train": _TRAIN,
+        "distill": {"pool": pool.url, "n_chunks": 3, "k_sigma": 3.0, "augment_copies": 1, **distill},
+    })
+
+
+def _record(out, i):
+    return json.loads((out / "distill" / f"iter_{i}" / "iteration.json").read_text())
+
+
+def test_random_strategy_selects_the_unusual_frame_above_mu_plus_k_sigma(pool, tmp_path):
+    out = tmp_path / "run"
+    summary = distill(_config(pool), out)
+    ids = pool.ids()
+    first, second = _record(out, 0), _record(out, 1)
+    # chunks are sequential and cover the pool
+    chunks = [_record(out, i)["chunk"] for i in range(3)]
+    assert chunks == [[0, 8], [8, 16], [16, 24]]
+    assert first["new_ids"] == ids[:8] and first["threshold_eV"] is None
+    # the liquid-like frame is kept, and the threshold is mu + k sigma of the atomic
+    # stds of the training frames under iteration 0's committee
+    assert ids[13] in second["new_ids"]
+    assert len(second["new_ids"]) < 8
+    committee = distill_module._load_committee(out / "distill", 0, 3)
+    train_uq = committee_uncertainty(committee, pool.get(ids[:8]))
+    stats = UQStats.of(train_uq.atom_std)
+    assert second["threshold_eV"] == pytest.approx(stats.mu + 3.0 * stats.sigma, rel=1e-6)
+    assert second["threshold_eV"] == pytest.approx(second["mu_eV"] + 3.0 * second["sigma_eV"])
+    # random strategy: every member re-split from scratch, no warm start
+    old, new = first["splits"], second["splits"]
+    assert any(sorted(n["validation"]) != sorted(o["validation"]) and set(o["validation"]) - set(n["validation"])
+               for o, n in zip(old, new))
+    assert all(m["warm_start_from"] is None for m in second["members"])
+    # outputs: record, selected ids, committee, report
+    selected = json.loads((out / "distill" / "selected_ids.json").read_text())
+    assert selected["ids"] == _record(out, 2)["selected_ids"] and ids[13] in selected["ids"]
+    assert summary["fraction_kept"] == pytest.approx(len(selected["ids"]) / 24)
+    assert len(summary["curve"]) == 3 and all(r["pool_energy_mae_meV_per_atom"] > 0 for r in summary["curve"])
+    assert (out / "report" / "distill_curve.png").stat().st_size > 0
+    assert json.loads((out / "report" / "summary.json").read_text())["distill"]["n_selected"] == len(selected["ids"])
+    assert len(load_checkpoint(out / "distill" / "committee.pt")) == 3
+
+
+def test_inherited_keeps_old_splits_and_warm_starts(pool, tmp_path):
+    out = tmp_path / "run"
+    distill(_config(pool, strategy="inherited", n_chunks=2, augment_copies=2, augment_delta_A=0.03), out)
+    first, second = _record(out, 0), _record(out, 1)
+    assert second["n_new"] > 0
+    assert second["n_training_frames"] == 2 * second["n_selected"]  # each kept frame + one noisy copy
+    for k, (old, new) in enumerate(zip(first["splits"], second["splits"])):
+        old_ids = set(old["train"]) | set(old["validation"])
+        assert set(old["train"]) <= set(new["train"]) and set(old["validation"]) <= set(new["validation"])
+        assert (set(new["train"]) | set(new["validation"])) - old_ids == set(second["new_ids"])
+        previous = load_checkpoint(out / "distill" / "iter_0" / f"member_{k}.pt")
+        member = second["members"][k]
+        assert member["warm_start_from"].endswith(f"iter_0/member_{k}.pt")
+        assert member["initial_checksum"] == strategies.parameter_checksum(previous)
+
+
+def test_resume_after_an_interrupted_iteration_trains_only_what_is_left(pool, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    calls = []
+    real = strategies.train_member
+
+    def interrupted(task, progress=None):
+        if "iter_1" in task.out_path and task.index == 1:
+            raise KeyboardInterrupt
+        calls.append(task.out_path)
+        return real(task, progress=progress)
+
+    monkeypatch.setattr(strategies, "train_member", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        distill(_config(pool), out)
+    assert len(calls) == 4 and not (out / "distill" / "iter_1" / "iteration.json").exists()
+    with pytest.raises(PotstillError, match="--resume"):
+        distill(_config(pool), out)
+    member_0 = out / "distill" / "iter_1" / "member_0.pt"
+    saved = member_0.stat().st_mtime_ns
+    calls.clear()
+    monkeypatch.setattr(strategies, "train_member", lambda task, progress=None: calls.append(task.out_path) or real(task))
+    distill(_config(pool), out, resume=True)
+    # iteration 0 is not retrained; member 0 of iteration 1 is reused from disk
+    assert calls and not any("iter_0" in path for path in calls)
+    assert member_0.stat().st_mtime_ns == saved
+    assert (out / "distill" / "iter_2" / "iteration.json").exists()
+    with pytest.raises(PotstillError, match="other settings"):
+        distill(_config(pool, k_sigma=1.0), out, resume=True)
+
+
+def test_augmentation_copy_zero_is_the_frame_and_copies_are_relabeled():
+    frames = emt_frames(2, seed=3, size=1)
+    reference = make_reference("emt")
+    copies = augment_with_noise(frames, copies=3, delta_A=0.04, reference=reference, seed=0)
+    assert len(copies) == 6
+    for f, frame in enumerate(frames):
+        original, *noisy = copies[3 * f : 3 * f + 3]
+        assert np.array_equal(original.positions, frame.positions) and original.info["augment_copy"] == 0
+        assert get_labels(original, "emt").energy == get_labels(frame, "emt").energy
+        for copy in noisy:
+            shift = np.abs(copy.positions - frame.positions)
+            assert 0 < shift.max() <= 0.04
+            check = copy.copy()
+            check.calc = EMT()
+            assert get_labels(copy, "emt", ("energy", "forces")).energy == pytest.approx(check.get_potential_energy())
+            assert get_labels(copy, "emt").energy != get_labels(frame, "emt").energy
+    again = augment_with_noise(frames, copies=3, delta_A=0.04, reference=reference, seed=0)
+    assert all(np.array_equal(a.positions, b.positions) for a, b in zip(copies, again))
+    with pytest.raises(PotstillError, match="copies"):
+        augment_with_noise(frames, copies=0, delta_A=0.04, reference=reference, seed=0)
+
+
+def test_bad_distill_config_is_one_line_error(pool, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("distill: {k_sigma: 0}\n")
+    with pytest.raises(PotstillError, match="k_sigma") as error:
+        load_config(path)
+    assert "\n" not in str(error.value)
+    with pytest.raises(PotstillError, match="n_chunks = 30 exceeds the 24 pool frames") as error:
+        distill(_config(pool, n_chunks=30), tmp_path / "run")
+    assert "\n" not in str(error.value)
+    with pytest.raises(PotstillError, match="at least 2 models"):
+        distill(RunConfig.model_validate({**_config(pool).model_dump(by_alias=True), "train": {"committee": 1}}),
+                tmp_path / "run2")
+
+
+def test_executors_run_jobs_and_dask_is_optional():
+    with make_executor("serial") as executor:
+        assert executor.submit(operator.add, 2, 3).result() == 5
+        failing = executor.submit(operator.truediv, 1, 0)
+        with pytest.raises(ZeroDivisionError):
+            failing.result()
+    with make_executor("process", workers=2) as executor:
+        assert list(executor.map(operator.mul, [1, 2, 3], [4, 5, 6])) == [4, 10, 18]
+    with pytest.raises(PotstillError, match="unknown executor"):
+        make_executor("threads")
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        with pytest.raises(PotstillError, match=r"pip install 'potstill\[dask\]'") as error:
+            make_executor("dask", workers=2)
+        assert "\n" not in str(error.value)
