@@ -37,11 +37,60 @@ class StructureConfig(_Section):
     repeat: tuple[int, int, int] = (2, 2, 2)
 
 
+class TranslateConfig(_Section):
+    """Build the pool by translating another element's pool (seed 000, SI Note 6): scale
+    by the ratio of relaxed ``structure`` lattice constants of ``from_reference`` and the
+    run's ``reference``, then relabel with the run's reference."""
+
+    source: str
+    from_reference: str = "eam-ni"
+    structure: Literal["fcc", "bcc", "hcp"] = "fcc"
+    scale: float | None = None
+    n: int | None = Field(None, gt=0)
+    seed: int = 0
+
+
+class WangLandauConfig(_Section):
+    """Wang-Landau schedule of the MOMT bias (see :mod:`potstill.sampling.bias`)."""
+
+    ln_f0: float = Field(1.0, gt=0)
+    ln_f_final: float = Field(0.01, gt=0)
+    flatness: float = Field(0.5, gt=0, lt=1)
+    max_stage_updates: int = Field(20_000, gt=0)
+    update_interval: int = Field(10, gt=0)
+    max_steps: int = Field(2_000_000, gt=0)
+
+
+class MomtConfig(_Section):
+    """Multiorder-multithermal Wang-Landau MD (seed 000 SI Note 1, Table S1).
+
+    ``h_range_eV``/``o_range``: the bias grid; when omitted they adapt to the potential
+    from plain NPT runs at T0 started from the crystal and from a melt
+    (``reference_steps`` each; also the plain-NPT comparison of the report).
+    """
+
+    temperature_K: float = Field(2000.0, gt=0)
+    pressure_bar: float = 1.0
+    h_range_eV: tuple[float, float] | None = None
+    o_range: tuple[float, float] | None = None
+    n_h_bins: int = Field(60, ge=4)
+    n_o_bins: int = Field(100, ge=4)
+    h_margin: float = Field(2.0, ge=0)
+    reference_steps: int = Field(200_000, gt=0)
+    wang_landau: WangLandauConfig = Field(default_factory=WangLandauConfig)
+    n_frames: int = Field(20_000, gt=0)
+    interval: int = Field(100, gt=0)
+    timestep_fs: float = Field(1.0, gt=0)
+    seed: int = 1
+
+
 class SampleConfig(_Section):
     """LAMMPS MD sampling (NVT or NPT, Nose-Hoover) over a list of temperatures, from one
     starting ``structure`` or from each of several ``structures``."""
 
-    sampler: Literal["md"] = "md"
+    sampler: Literal["md", "translate", "momt"] = "md"
+    translate: TranslateConfig | None = None
+    momt: MomtConfig | None = None
     structure: StructureConfig | None = None
     structures: list[StructureConfig] | None = None
     ensemble: Literal["nvt", "npt"] = "npt"
@@ -60,6 +109,12 @@ class SampleConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> "SampleConfig":
+        if (self.sampler == "translate") != (self.translate is not None):
+            raise ValueError("sampler: translate needs a `translate` section, and only it")
+        if self.sampler == "momt" and self.momt is None:
+            self.momt = MomtConfig()
+        if self.sampler != "momt" and self.momt is not None:
+            raise ValueError("a `momt` section needs sampler: momt")
         if self.structure is not None and self.structures is not None:
             raise ValueError("give either `structure` or a list of `structures`, not both")
         if self.structures == []:
@@ -122,6 +177,44 @@ class ValidateConfig(_Section):
     element: str | None = None
 
 
+class DistillConfig(_Section):
+    """Committee active-learning distillation (seed 000 SI Note 4; strategies, reference
+    window and noise augmentation from seed 004). The committee is ``train.committee``
+    models (3, 5 or 7) trained with the ``train`` settings.
+
+    ``pool``: the store to distil (default: the run's ``pool.db``), read in sampling
+    (id) order, every ``stride``-th frame, at most ``max_frames``; cut into ``n_chunks``
+    sequential chunks. ``initial``: train iteration 0 on a random subset of chunk 0 of
+    this size (default: all of it). A frame of the next chunk is kept when any atom's
+    committee std of atomic energies exceeds ``mu + k_sigma * sigma`` of the atomic stds
+    of the frames kept so far, or of the pool frames ``reference_window`` (start, stop).
+    ``augment_copies``/``augment_delta_A``: copies per kept frame with uniform coordinate
+    noise, relabeled by the run's reference (copy 0 is the frame itself).
+    """
+
+    pool: str | None = None
+    stride: int = Field(1, ge=1)
+    max_frames: int | None = Field(None, gt=0)
+    n_chunks: int = Field(10, ge=1)
+    initial: int | None = Field(None, ge=2)
+    k_sigma: float = Field(4.0, gt=0)
+    reference_window: tuple[int, int] | None = None
+    strategy: Literal["random", "inherited"] = "random"
+    augment_copies: int = Field(1, ge=1)
+    augment_delta_A: float = Field(0.05, ge=0)
+    evaluate_pool: bool = True
+    executor: Literal["serial", "process", "dask"] = "serial"
+    workers: int = Field(1, ge=1)
+    scheduler_address: str | None = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> "DistillConfig":
+        if self.reference_window is not None and not 0 <= self.reference_window[0] < self.reference_window[1]:
+            raise ValueError("reference_window must be (start, stop) pool positions with 0 <= start < stop")
+        return self
+
+
 class RunConfig(_Section):
     """A whole workflow: sample -> select -> train -> validate -> report."""
 
@@ -133,12 +226,16 @@ class RunConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    distill: DistillConfig | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a workflow YAML; any problem is one :class:`PotstillError` line."""
+def load_config(path: str | Path, *, sampler: str | None = None) -> RunConfig:
+    """Read and validate a workflow YAML; any problem is one :class:`PotstillError` line.
+
+    ``sampler`` overrides ``sample.sampler`` (the CLI's ``--sampler``).
+    """
     path = Path(path)
     if not path.exists():
         raise PotstillError(f"config file {path} not found")
@@ -148,6 +245,8 @@ def load_config(path: str | Path) -> RunConfig:
         raise PotstillError(f"{path} is not valid YAML: {error}") from error
     if not isinstance(raw, dict):
         raise PotstillError(f"{path} must hold a mapping of sections (sample, train, ...)")
+    if sampler is not None:
+        raw["sample"] = {**(raw.get("sample") or {}), "sampler": sampler}
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as error:

@@ -47,12 +47,16 @@ def _echo_json(data) -> None:
 
 @app.command()
 def sample(config: Path = typer.Argument(..., help="Workflow YAML (its `sample` section)."),
-           out: Path = _OUT, overwrite: bool = _OVERWRITE, resume: bool = _RESUME) -> None:
+           out: Path = _OUT, overwrite: bool = _OVERWRITE, resume: bool = _RESUME,
+           sampler: Optional[str] = typer.Option(None, "--sampler", help="Override `sample.sampler`: md, momt, translate.")) -> None:
     """Sample frames with LAMMPS and store them, labeled, in OUT/pool.db."""
     from potstill.workflows import standard
 
+    from potstill.config import load_config
+
+    run_config = load_config(config, sampler=sampler)
     with _progress() as progress:
-        results = standard.sample(_config(config), out, overwrite=overwrite, resume=resume, progress=progress)
+        results = standard.sample(run_config, out, overwrite=overwrite, resume=resume, progress=progress)
     _echo_json(results)
 
 
@@ -139,6 +143,90 @@ def references() -> None:
     from potstill.references import available
 
     typer.echo("\n".join(available()))
+
+
+@app.command()
+def translate(source: Path = typer.Argument(..., help="Source pool (ASE db file or URL)."),
+              to: str = typer.Option(..., "--to", help="Target reference kind, e.g. eam-al or uf3-nb."),
+              from_: str = typer.Option("eam-ni", "--from", help="Reference kind of the source frames."),
+              structure: str = typer.Option("fcc", help="Crystal whose relaxed lattice constants give the scale: fcc, bcc or hcp."),
+              scale: Optional[float] = typer.Option(None, help="Use this scale factor instead of relaxing --structure."),
+              out: Path = typer.Option(..., "--out", "-o", help="New pool for the translated frames (e.g. RUN/pool.db)."),
+              n: Optional[int] = typer.Option(None, "--n", help="Translate a random subset of N frames (default: all)."),
+              seed: int = typer.Option(0, help="Seed of the random subset."),
+              name: Optional[str] = typer.Option(None, "--name", help="Label name (default: eam for LAMMPS kinds, else the kind)."),
+              chunk: int = typer.Option(50, help="Frames per transaction."),
+              overwrite: bool = _OVERWRITE, resume: bool = _RESUME) -> None:
+    """Scale SOURCE frames to the target element's lattice and relabel them into OUT."""
+    import time
+
+    from potstill.records import write_record
+    from potstill.sampling.translate import translate_store
+
+    started = time.time()
+    inputs = {"source": str(source), "to": to, "from": from_, "structure": structure, "scale": scale,
+              "out": str(out), "n": n, "seed": seed, "name": name, "chunk": chunk}
+    with _progress() as progress:
+        results = translate_store(source, out, source_reference=from_, target_reference=to, structure=structure,
+                                  scale_factor=scale, label=name, n=n, seed=seed, chunk=chunk,
+                                  resume=resume, overwrite=overwrite, progress=progress)
+    if "://" not in str(out):
+        write_record(Path(out).with_suffix(".translate.json"), command="translate", inputs=inputs,
+                     results=results, started=started)
+    _echo_json(results)
+
+
+@app.command()
+def evaluate(committee: Path = typer.Argument(..., help="Trained committee, e.g. RUN/train/committee.pt."),
+             pool: Path = typer.Argument(..., help="Any labeled pool (ASE db file or URL), e.g. an independent MOMT pool."),
+             out: Path = typer.Option(..., "--out", "-o", help="Directory for evaluate.json and parity.png."),
+             name: str = typer.Option("eam", "--name", help="Label name of the reference values in POOL."),
+             overwrite: bool = _OVERWRITE) -> None:
+    """Energy, force and stress errors of COMMITTEE on POOL, with a parity plot."""
+    import time
+
+    from potstill.errors import PotstillError
+    from potstill.records import claim_output, write_record
+    from potstill.store import Store
+
+    started = time.time()
+    if not committee.exists():
+        raise PotstillError(f"no trained committee at {committee}; run `potstill train` first")
+    if (out / "evaluate.json").exists() and not overwrite:
+        raise PotstillError(f"{out / 'evaluate.json'} exists; pass --overwrite to replace it")
+    frames = Store(pool, create=False).get()
+    if not frames:
+        raise PotstillError(f"the pool {pool} is empty")
+    claim_output([out / "evaluate.json", out / "parity.png"], overwrite=overwrite, resume=False, what="evaluate")
+    from potstill.models.ani import load_checkpoint
+    from potstill.predict import predict
+    from potstill.report.plots import parity_panel
+    from potstill.validation.metrics import pair_errors, pool_pairs
+
+    model = load_checkpoint(committee)
+    with _progress() as progress:
+        pairs = pool_pairs(frames, predict(model, frames, progress=progress), name)
+    errors = pair_errors(pairs)
+    out.mkdir(parents=True, exist_ok=True)
+    parity_panel(pairs, path=out / "parity.png", title=f"{committee.parent.parent.name} on {pool.name} ({len(frames)} frames)")
+    write_record(out / "evaluate.json", command="evaluate", inputs={"committee": str(committee), "pool": str(pool), "name": name},
+                 results=errors, started=started)
+    _echo_json({"n_frames": errors["n_frames"], "energy_mae_meV_per_atom": errors["energy_meV_per_atom"]["mae"],
+                "force_mae_eV_per_A": errors["forces_eV_per_A"]["mae"], "out": str(out)})
+
+
+@app.command()
+def distill(config: Path = typer.Argument(..., help="Workflow YAML (`distill`, `model`, `train`)."),
+            out: Path = _OUT, overwrite: bool = _OVERWRITE, resume: bool = _RESUME) -> None:
+    """Committee active-learning distillation of a pool into OUT/distill (seed 000, SI Note 4)."""
+    from potstill.workflows.distill import distill as run_distill
+
+    with _progress() as progress:
+        summary = run_distill(_config(config), out, overwrite=overwrite, resume=resume, progress=progress)
+    typer.echo(f"distilled set: {out / 'distill' / 'selected_ids.json'}")
+    _echo_json({k: v for k, v in summary.items() if k != "curve"}
+               | {"curve": [{k: row.get(k) for k in ("iteration", "n_new", "fraction_kept", "pool_energy_mae_meV_per_atom")}
+                            for row in summary["curve"]]})
 
 
 def main() -> None:

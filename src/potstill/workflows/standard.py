@@ -40,6 +40,12 @@ def sample(config: RunConfig, out: Path, *, overwrite: bool = False, resume: boo
     record_path = out / "sample.json"
     if resume and read_record(record_path):
         return read_record(record_path)["results"]
+    if config.sample.sampler == "momt":
+        from potstill.workflows import momt
+
+        return momt.sample(config, out, overwrite=overwrite, resume=resume, progress=progress)
+    if config.sample.sampler == "translate":
+        return _sample_translate(config, out, overwrite=overwrite, resume=resume, progress=progress)
     if not resume:
         claim_output([pool_path(out), record_path], overwrite=overwrite, resume=False, what="sample")
     if pool_path(out).exists():  # interrupted while sampling: the seeded run starts again
@@ -73,6 +79,27 @@ def sample(config: RunConfig, out: Path, *, overwrite: bool = False, resume: boo
         n_frames += _store_in_chunks(store, frames, start_structure=start.lattice)
     results = {"n_frames": n_frames, "n_atoms": n_atoms, "store": str(pool_path(out))}
     write_record(record_path, command="sample", inputs=config.sample.model_dump(), results=results, started=started)
+    return results
+
+
+def _sample_translate(config: RunConfig, out: Path, *, overwrite: bool, resume: bool, progress=None) -> dict:
+    """The pool as another element's pool translated to the run's reference (seed 000,
+    SI Note 6); an interrupted translation resumes without relabeling finished frames."""
+    from potstill.sampling.translate import reference_element, translate_store
+
+    started = time.time()
+    t = config.sample.translate
+    element = reference_element(config.reference.kind, config.reference.options)
+    if element is not None and element not in config.species:
+        raise PotstillError(f"translation target {element} (reference {config.reference.kind}) not in species {config.species}")
+    if overwrite and not resume:
+        claim_output([out / "sample.json"], overwrite=True, resume=False, what="sample")
+    results = translate_store(
+        t.source, pool_path(out), source_reference=t.from_reference, target_reference=config.reference.kind,
+        target_options=config.reference.options, structure=t.structure, scale_factor=t.scale,
+        label=config.reference.name, n=t.n, seed=t.seed, resume=resume, overwrite=overwrite, progress=progress,
+    )
+    write_record(out / "sample.json", command="sample", inputs=config.sample.model_dump(), results=results, started=started)
     return results
 
 
