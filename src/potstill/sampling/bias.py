@@ -4,8 +4,8 @@ The grid holds bias values (eV) at the centres of ``n_h x n_o`` bins spanning
 ``h_range`` (eV, potential enthalpy H = E + P V) and ``o_range`` (the dimensionless FCC
 order parameter). Between centres the bias is a Catmull-Rom bicubic interpolant, so it
 and its first derivatives are continuous (MD forces are continuous); outside the grid
-it continues linearly with the edge slopes (again C1), so a walker leaving the grid
-feels the canonical weight of the edge's effective temperature rather than a wall.
+its slope bends smoothly (C1) to zero within one bin, so a walker leaving the grid is
+plain NPT at T0 there and drifts back rather than running away.
 
 Wang-Landau: each update adds ``kT0 ln f`` to the visited bin (spread to neighbours
 with a Gaussian kernel of one bin so the bias stays smooth) and counts the visit. When
@@ -139,14 +139,15 @@ class BiasGrid:
         value, d_h, d_o = m[0, 0], m[1, 0] / wh, m[0, 1] / wo
         if a == 0.0 and b == 0.0:
             return float(value), float(d_h), float(d_o)
-        # outside: f = F + F_h a + F_o b + F_ho a b, with a, b the distances beyond the edge
+        # outside: f = F + F_h A + F_o B + F_ho A B with A = w r(a), B = w r(b); the ramp
+        # r bends the edge slope smoothly to zero within one bin (canonical at T0 beyond)
         d_ho = m[1, 1] / (wh * wo)
-        a *= wh
-        b *= wo
+        (ra, dra), (rb, drb) = _ramp(a), _ramp(b)
+        big_a, big_b = wh * ra, wo * rb
         return (
-            float(value + d_h * a + d_o * b + d_ho * a * b),
-            float(d_h + d_ho * b),
-            float(d_o + d_ho * a),
+            float(value + d_h * big_a + d_o * big_b + d_ho * big_a * big_b),
+            float((d_h + d_ho * big_b) * dra),
+            float((d_o + d_ho * big_a) * drb),
         )
 
     # -- Wang-Landau ----------------------------------------------------------------
@@ -235,6 +236,14 @@ def _clamped(u: float, top: int) -> tuple[float, float]:
     if u > top:
         return float(top), u - top
     return u, 0.0
+
+
+def _ramp(a: float) -> tuple[float, float]:
+    """Smooth saturation of a distance ``a`` (bins) beyond the grid edge and its slope:
+    ``a - a|a|/2`` within one bin, ``+-1/2`` beyond (C1 at 0 and at +-1)."""
+    if abs(a) >= 1.0:
+        return 0.5 * np.sign(a), 0.0
+    return a - 0.5 * a * abs(a), 1.0 - abs(a)
 
 
 def _cell(u: float, n: int) -> tuple[int, float]:
