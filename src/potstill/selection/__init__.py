@@ -1,9 +1,25 @@
 """Selectors: pick ``n`` frames from candidates. One registry, one signature.
 
-``make_selector(name, **options).select(candidates, n, *, rng) -> indices`` where
-``candidates`` is a sequence of frames (or per-frame features), ``n`` the budget and
-``rng`` a ``numpy.random.Generator``; ``indices`` is an ``(n,)`` int array of unique
-positions into ``candidates``. Options are set when the selector is built.
+``make_selector(name, **options).select(candidates, n, *, rng, exclude=()) -> indices``
+
+- ``candidates``: a sequence of frames (``ase.Atoms``, or a lazy
+  :class:`~potstill.store.StoredFrames` view, iterated once in order); descriptor-based
+  selectors also take precomputed descriptors instead (see each selector).
+- ``n``: the budget; ``rng``: a ``numpy.random.Generator``, the only source of
+  randomness, so the same seed gives the same indices.
+- ``exclude``: positions of candidates already selected (e.g. in earlier rounds). They
+  are never returned, and selectors that measure coverage (``fps``, ``grid``,
+  ``mahalanobis``, ``rnd``, ``uniform-energy``) count them as already in the training
+  set: FPS measures distances from them, Mahalanobis and RND start from their atoms,
+  grid keeps them at every level, uniform-energy counts them in their energy bins;
+  ``threshold`` takes them as its default reference window.
+- ``indices``: ``(m,)`` int array of unique positions into ``candidates``, in the order
+  picked (``random``: sorted); ``m == n`` for every selector except ``threshold``,
+  which returns only candidates above its threshold (``m <= n``).
+
+Options are set when the selector is built; learned state after ``select`` carries a
+trailing underscore (e.g. ``grid``'s ``levels_``). Bad input raises
+:class:`~potstill.errors.PotstillError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -17,12 +33,25 @@ from potstill.errors import PotstillError
 
 _REGISTRY: dict[str, str] = {
     "random": "potstill.selection.random:RandomSelector",
+    "uniform-energy": "potstill.selection.energy:UniformEnergySelector",
+    "fps": "potstill.selection.fps:FarthestPointSelector",
+    "grid": "potstill.selection.grid:GridSelector",
+    "threshold": "potstill.selection.threshold:ThresholdSelector",
+    "mahalanobis": "potstill.selection.mahalanobis:MahalanobisSelector",
+    "rnd": "potstill.selection.rnd:RNDSelector",
 }
 
 
 class Selector(Protocol):
-    def select(self, candidates: Sequence, n: int, *, rng: np.random.Generator) -> np.ndarray:
-        """Indices of ``n`` unique candidates."""
+    def select(
+        self,
+        candidates: Sequence,
+        n: int,
+        *,
+        rng: np.random.Generator,
+        exclude: Sequence[int] = (),
+    ) -> np.ndarray:
+        """Indices of ``n`` unique candidates, none of them in ``exclude``."""
 
 
 def available() -> list[str]:
@@ -35,15 +64,51 @@ def make_selector(name: str, **options: Any) -> Selector:
     if name not in _REGISTRY:
         raise PotstillError(f"unknown selector {name!r}; available selectors are {available()}")
     module_name, cls_name = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module_name), cls_name)(**options)
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    try:
+        return cls(**options)
+    except TypeError as error:  # unknown or missing option: say which, in one line
+        raise PotstillError(f"bad options for selector {name!r}: {error}") from error
 
 
-def check_budget(n_candidates: int, n: int) -> None:
+def check_budget(n_candidates: int, n: int, n_excluded: int = 0) -> None:
     """Raise a clear error for an impossible budget."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise PotstillError(f"the budget n must be a whole number of frames, got {n!r}")
     if n_candidates == 0:
         raise PotstillError("the pool is empty; sample frames first (`potstill sample`)")
-    if not 0 < n <= n_candidates:
+    free = n_candidates - n_excluded
+    if not 0 < n <= free:
+        excluded = f" ({n_excluded} already selected)" if n_excluded else ""
         raise PotstillError(
-            f"cannot select {n} frames from {n_candidates} candidates; "
-            f"choose 1 <= n <= {n_candidates}"
+            f"cannot select {n} frames from {n_candidates} candidates{excluded}; "
+            f"choose 1 <= n <= {free}"
         )
+
+
+def excluded_mask(exclude: Sequence[int] | None, n_candidates: int) -> np.ndarray:
+    """``(n_candidates,)`` bool mask of the positions in ``exclude`` (checked)."""
+    mask = np.zeros(n_candidates, dtype=bool)
+    if exclude is None:
+        return mask
+    positions = np.asarray(list(exclude) if not isinstance(exclude, np.ndarray) else exclude)
+    if positions.size == 0:
+        return mask
+    if positions.ndim != 1 or not np.issubdtype(positions.dtype, np.integer):
+        raise PotstillError("exclude must be a list of integer candidate positions")
+    if positions.min() < 0 or positions.max() >= n_candidates:
+        raise PotstillError(
+            f"exclude holds positions outside 0..{n_candidates - 1}; give positions into "
+            "the candidates, not store ids"
+        )
+    mask[positions] = True
+    return mask
+
+
+def prepare(
+    candidates: Sequence, n: int, exclude: Sequence[int] | None
+) -> np.ndarray:
+    """Check ``n`` against the candidates left after ``exclude``; the exclusion mask."""
+    mask = excluded_mask(exclude, len(candidates))
+    check_budget(len(candidates), n, int(mask.sum()))
+    return mask

@@ -6,12 +6,21 @@ from typing import Sequence
 
 import numpy as np
 
-from potstill.selection import check_budget
+from potstill.selection import prepare
 
 
 class RandomSelector:
-    """Pick ``n`` candidates uniformly at random, without replacement."""
+    """Pick ``n`` candidates uniformly at random, without replacement, never one of
+    ``exclude``. Candidates may be anything with a length (frames, store ids)."""
 
-    def select(self, candidates: Sequence, n: int, *, rng: np.random.Generator) -> np.ndarray:
-        check_budget(len(candidates), n)
-        return np.sort(rng.choice(len(candidates), size=n, replace=False))
+    def select(
+        self,
+        candidates: Sequence,
+        n: int,
+        *,
+        rng: np.random.Generator,
+        exclude: Sequence[int] = (),
+    ) -> np.ndarray:
+        excluded = prepare(candidates, n, exclude)
+        free = np.flatnonzero(~excluded)
+        return np.sort(rng.choice(free, size=n, replace=False))

@@ -1,0 +1,70 @@
+"""Uniform selection over per-atom energy bins (the "global energy" baseline of seed 002).
+
+The pool's per-atom energies ``E / N`` (eV/atom, from the labels of ``reference``) are
+cut into ``bins`` equal-width bins between their minimum and maximum. Frames are taken
+one at a time from the bin holding the fewest selected frames so far (already-selected
+``exclude`` frames count; ties broken at random), at random within a bin, so every
+energy range gets an equal share until its bin runs out.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Sequence
+
+import numpy as np
+
+from potstill.errors import PotstillError
+from potstill.frames import get_labels
+from potstill.selection import prepare
+from potstill.selection._features import per_frame
+
+
+class UniformEnergySelector:
+    """Uniform over per-atom energy bins.
+
+    Args:
+        reference: name of the labels whose energy is binned (``info["<reference>_energy"]``).
+        bins: number of bins; default ``n`` (one per frame selected).
+    """
+
+    def __init__(self, *, reference: str = "eam", bins: int | None = None):
+        if bins is not None and bins < 1:
+            raise PotstillError(f"bins must be >= 1, got {bins}")
+        self.reference = reference
+        self.bins = bins
+
+    def select(
+        self,
+        candidates: Sequence,
+        n: int,
+        *,
+        rng: np.random.Generator,
+        exclude: Sequence[int] = (),
+    ) -> np.ndarray:
+        excluded = prepare(candidates, n, exclude)
+        energies = per_frame(
+            candidates, lambda atoms: get_labels(atoms, self.reference).energy / len(atoms),
+            f"{self.reference} energy per atom",
+        )
+        n_bins = self.bins or n
+        span = energies.max() - energies.min()
+        relative = (energies - energies.min()) / span if span > 0 else np.zeros_like(energies)
+        bin_of = np.minimum((relative * n_bins).astype(int), n_bins - 1)
+        self.edges_ = energies.min() + span * np.linspace(0.0, 1.0, n_bins + 1)
+        counts = np.bincount(bin_of[excluded], minlength=n_bins)
+        shuffled = rng.permutation(len(energies))
+        members = {b: [] for b in range(n_bins)}
+        for i in shuffled:
+            if not excluded[i]:
+                members[int(bin_of[i])].append(int(i))
+        tie_break = rng.permutation(n_bins)
+        heap = [(int(counts[b]), int(tie_break[b]), b) for b in range(n_bins) if members[b]]
+        heapq.heapify(heap)
+        picked: list[int] = []
+        while len(picked) < n:
+            count, tie, b = heapq.heappop(heap)
+            picked.append(members[b].pop())
+            if members[b]:
+                heapq.heappush(heap, (count + 1, tie, b))
+        return np.asarray(picked, dtype=int)

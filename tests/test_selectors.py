@@ -1,0 +1,355 @@
+"""Every registered selector passes one shared suite (unique indices, n respected, same
+seed -> same indices, excluded frames never picked, clear one-line errors), then the
+physics of each: FPS and Mahalanobis find the outlier, RND finds the liquid frame among
+solids, uniform-energy spans the energy range, grid's counts add up level by level, the
+streaming covariance equals numpy's batch result."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from conftest import emt_frames
+from potstill.errors import PotstillError
+from potstill.frames import labels_from_calculator
+from potstill.selection import available, make_selector
+from potstill.store import Store
+from potstill.uncertainty import RNDScorer, StreamingGaussian
+
+# options each selector needs on the EMT-labeled test pool (reference "emt")
+OPTIONS = {
+    "uniform-energy": {"reference": "emt"},
+    "grid": {"reference": "emt"},
+    "threshold": {"score": "score", "k": 0.5},
+    "rnd": {"train_steps": 20, "batch_size": 4},  # the greedy default is tested below
+}
+# selectors that read labels or info entries (a bare frame is an error for them)
+NEEDS_LABELS = {"uniform-energy", "grid", "threshold"}
+SELECTORS = available()
+
+
+def _emt(atoms):
+    atoms.calc = EMT()
+    return labels_from_calculator(atoms, "emt")
+
+
+def _pool():
+    """40 EMT-labeled 32-atom frames: rattled FCC Ni, some with Cu, hot and compressed ones."""
+    frames = emt_frames(28, seed=3)
+    rng = np.random.default_rng(7)
+    for k in range(12):
+        atoms = bulk("Ni", "fcc", a=3.52 - 0.02 * (k % 4), cubic=True).repeat(2)
+        if k % 3 == 0:
+            atoms.symbols[rng.choice(32, size=6, replace=False)] = "Cu"
+        atoms.rattle(0.05 + 0.02 * k, seed=100 + k)
+        frames.append(_emt(atoms))
+    for i, atoms in enumerate(frames):
+        atoms.info["score"] = float(atoms.info["emt_energy"]) / len(atoms)
+    return frames
+
+
+POOL = _pool()
+
+
+def _select(name, candidates, n, seed=0, **kwargs):
+    selector = make_selector(name, **OPTIONS.get(name, {}))
+    return selector.select(candidates, n, rng=np.random.default_rng(seed), **kwargs)
+
+
+def _one_line_error(call):
+    with pytest.raises(PotstillError) as info:
+        call()
+    message = str(info.value)
+    assert message and "\n" not in message
+    return message
+
+
+# -- the shared suite -------------------------------------------------------------------
+@pytest.mark.parametrize("name", SELECTORS)
+def test_unique_indices_within_budget(name):
+    indices = _select(name, POOL, 7)
+    assert isinstance(indices, np.ndarray) and np.issubdtype(indices.dtype, np.integer)
+    assert len(set(indices.tolist())) == len(indices)
+    assert ((indices >= 0) & (indices < len(POOL))).all()
+    if name == "threshold":  # only frames above the threshold, at most n
+        assert 1 <= len(indices) <= 7
+    else:
+        assert len(indices) == 7
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_same_seed_same_indices(name):
+    first = _select(name, POOL, 6, seed=11)
+    again = _select(name, POOL, 6, seed=11)
+    assert first.tolist() == again.tolist()
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_excluded_frames_are_never_picked(name):
+    exclude = [0, 3, 4, 17, 29, 35]
+    indices = _select(name, POOL, 8, exclude=exclude)
+    assert not set(indices.tolist()) & set(exclude)
+    if name != "threshold":
+        rest = len(POOL) - len(exclude)  # the whole remainder: exactly the complement
+        everything = _select(name, POOL, rest, exclude=np.array(exclude))
+        assert sorted(everything.tolist()) == sorted(set(range(len(POOL))) - set(exclude))
+
+
+@pytest.fixture(scope="module")
+def stored_pool(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("pool") / "pool.db")
+    return store.frames(store.add(POOL), chunk=16)
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_a_lazy_store_view_gives_the_same_picks(name, stored_pool):
+    assert _select(name, stored_pool, 5, exclude=[2]).tolist() == _select(
+        name, POOL, 5, exclude=[2]
+    ).tolist()
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+@pytest.mark.parametrize("n", [0, -1, len(POOL) + 1, 2.5])
+def test_impossible_budget_is_a_clear_error(name, n):
+    _one_line_error(lambda: _select(name, POOL, n))
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_budget_counts_excluded_frames(name):
+    message = _one_line_error(lambda: _select(name, POOL, len(POOL) - 1, exclude=[1, 2]))
+    assert "already selected" in message
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_empty_pool_and_bad_exclude_are_clear_errors(name):
+    assert "empty" in _one_line_error(lambda: _select(name, [], 1))
+    _one_line_error(lambda: _select(name, POOL, 2, exclude=[len(POOL)]))
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_LABELS & set(SELECTORS)))
+def test_missing_label_is_a_clear_error(name):
+    bare = [bulk("Ni", "fcc", a=3.52, cubic=True).repeat(2) for _ in range(5)]
+    for k, atoms in enumerate(bare):
+        atoms.rattle(0.05, seed=k)
+    _one_line_error(lambda: _select(name, bare, 2))
+
+
+@pytest.mark.parametrize("name", SELECTORS)
+def test_unknown_option_is_a_clear_error(name):
+    message = _one_line_error(lambda: make_selector(name, no_such_option=1))
+    assert name in message
+
+
+# -- fps --------------------------------------------------------------------------------
+def _solids_with(outliers, n_solid=20, seed=5):
+    frames = emt_frames(n_solid, seed=seed)
+    return frames + outliers, list(range(n_solid, n_solid + len(outliers)))
+
+
+def _liquid(seed=0):
+    """A disordered 32-atom Ni frame (rattled far beyond any solid)."""
+    atoms = bulk("Ni", "fcc", a=3.60, cubic=True).repeat(2)
+    atoms.rattle(0.45, seed=seed)
+    return _emt(atoms)
+
+
+def _compressed():
+    atoms = bulk("Ni", "fcc", a=3.25, cubic=True).repeat(2)
+    atoms.rattle(0.03, seed=9)
+    return _emt(atoms)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fps_picks_the_outlier_first_or_second(seed):
+    frames, (outlier,) = _solids_with([_compressed()])
+    assert outlier in _select("fps", frames, 2, seed=seed).tolist()
+
+
+def test_fps_starts_from_excluded_frames():
+    frames, (outlier,) = _solids_with([_compressed()])
+    assert _select("fps", frames, 1, exclude=[0]).tolist() == [outlier]
+
+
+# -- mahalanobis ------------------------------------------------------------------------
+def test_streaming_statistics_equal_numpy_batch_results():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(60, 6)) @ rng.normal(size=(6, 6)) + rng.normal(size=6) * 3
+    gaussian = StreamingGaussian(6)
+    for x in data:
+        gaussian.update(x)
+    covariance = np.cov(data, rowvar=False)
+    assert gaussian.count == 60
+    np.testing.assert_allclose(gaussian.mean, data.mean(axis=0), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(gaussian.covariance, covariance, rtol=1e-10, atol=1e-12)
+    precision = np.linalg.inv(covariance)
+    scale = np.abs(precision).max()
+    np.testing.assert_allclose(gaussian.precision, precision, rtol=0, atol=1e-8 * scale)
+    probe = rng.normal(size=(5, 6))
+    centred = probe - data.mean(axis=0)
+    expected = np.einsum("ij,jk,ik->i", centred, precision, centred)
+    np.testing.assert_allclose(gaussian.distances(probe), expected, rtol=1e-8)
+
+
+def test_batch_merge_then_rank_one_updates_equal_numpy():
+    rng = np.random.default_rng(2)
+    data = rng.normal(size=(40, 5)) * [1.0, 2.0, 0.5, 3.0, 1.0] + 10.0
+    for ridge in (0.0, 0.3):
+        gaussian = StreamingGaussian(5, ridge=ridge)
+        gaussian.update_many(data[:3])  # rank-one
+        gaussian.update_many(data[3:30])  # batch merge
+        gaussian.update_many(data[30:])  # rank-one again
+        centred = data - data.mean(axis=0)
+        expected = 39 * np.linalg.inv(centred.T @ centred + ridge * np.eye(5))
+        np.testing.assert_allclose(gaussian.mean, data.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(gaussian.covariance, np.cov(data, rowvar=False), rtol=1e-10)
+        atol = 1e-8 * np.abs(expected).max()
+        np.testing.assert_allclose(gaussian.precision, expected, rtol=0, atol=atol)
+
+
+def test_streaming_inverse_with_ridge_is_exact_from_the_first_vector():
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(4, 6))  # fewer vectors than dimensions: singular without ridge
+    gaussian = StreamingGaussian(6, ridge=0.5)
+    gaussian.update_many(data)
+    scatter = (data - data.mean(axis=0)).T @ (data - data.mean(axis=0))
+    expected = 3 * np.linalg.inv(scatter + 0.5 * np.eye(6))
+    atol = 1e-8 * np.abs(expected).max()
+    np.testing.assert_allclose(gaussian.precision, expected, rtol=0, atol=atol)
+    with pytest.raises(PotstillError, match="singular"):
+        unregularised = StreamingGaussian(6)
+        unregularised.update_many(data)
+        unregularised.precision
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mahalanobis_picks_the_outlier_early(seed):
+    frames, (outlier,) = _solids_with([_compressed()])
+    assert outlier in _select("mahalanobis", frames, 2, seed=seed).tolist()
+
+
+# -- rnd --------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rnd_picks_the_liquid_frame_early(seed):
+    frames, (liquid,) = _solids_with([_liquid(seed)], n_solid=30, seed=seed)
+    picks = make_selector("rnd").select(frames, 3, rng=np.random.default_rng(seed))
+    assert liquid in picks.tolist()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rnd_retrained_predictor_skips_the_twin_of_a_picked_frame(seed):
+    # without retraining after the first pick, the liquid's near-copy is the next pick
+    liquid = _liquid(seed)
+    twin = liquid.copy()
+    twin.rattle(0.01, seed=99)
+    frames, twins = _solids_with([liquid, _emt(twin)], n_solid=30, seed=seed)
+    picks = make_selector("rnd").select(frames, 4, rng=np.random.default_rng(seed))
+    assert len(set(picks.tolist()) & set(twins)) == 1
+
+
+def test_rnd_training_lowers_the_distance_of_trained_descriptors():
+    rng = np.random.default_rng(0)
+    seen, unseen = rng.normal(size=(200, 8)), rng.normal(loc=3.0, size=(200, 8))
+    scorer = RNDScorer(8, seed=0, train_steps=300, lr=3e-3)
+    before = scorer.distances(seen).mean()
+    scorer.train(seen)
+    assert scorer.distances(seen).mean() < 0.2 * before
+    assert scorer.distances(unseen).mean() > 3 * scorer.distances(seen).mean()
+
+
+def test_rnd_batch_mode_picks_batches():
+    selector = make_selector("rnd", batch_size=4, train_steps=10)
+    picks = selector.select(POOL, 8, rng=np.random.default_rng(0))
+    assert len(set(picks.tolist())) == 8 and len(selector.scores_) == 8
+
+
+# -- uniform-energy ---------------------------------------------------------------------
+def test_uniform_energy_spans_the_energy_range():
+    energies = np.array([a.info["emt_energy"] / len(a) for a in POOL])
+    selector = make_selector("uniform-energy", reference="emt")
+    picks = selector.select(POOL, 8, rng=np.random.default_rng(0))
+    chosen = energies[picks]
+    assert chosen.min() < selector.edges_[1] and chosen.max() >= selector.edges_[-2]
+    # each bin holding frames gets one before any bin gets a second
+    def bin_of(values):
+        return np.minimum(np.searchsorted(selector.edges_, values, side="right") - 1, 7)
+
+    counts = np.bincount(bin_of(chosen), minlength=8)[np.unique(bin_of(energies))]
+    assert counts.max() - counts.min() <= 1
+
+
+# -- grid -------------------------------------------------------------------------------
+def _with_points(order_parameters, enthalpies):
+    frames = []
+    for o, h in zip(order_parameters, enthalpies):
+        atoms = bulk("Ni", "fcc", a=3.52, cubic=True)
+        atoms.info.update(order_parameter=float(o), enthalpy=float(h))
+        frames.append(atoms)
+    return frames
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grid_counts_add_up_level_by_level(seed):
+    rng = np.random.default_rng(42)
+    frames = _with_points(rng.uniform(0, 32, 400), rng.uniform(-140, -120, 400))
+    selector = make_selector("grid", levels=(0.2, 0.5, 1.0, 3.0))
+    picks = selector.select(frames, 100, rng=np.random.default_rng(seed))
+    levels = selector.levels_
+    assert [level["delta_O"] for level in levels] == [0.2, 0.5, 1.0, 3.0]
+    assert levels[0]["total"] == 400
+    for level, following in zip(levels, levels[1:] + [None]):
+        assert level["selected"] + level["deleted"] == level["total"]
+        if following:
+            assert following["total"] == level["selected"]
+    # the coarsest survivors come first, pairwise more than delta_O apart (O, scaled H)
+    survivors = picks[: levels[-1]["selected"]]
+    scaled = selector.points_[survivors] / [1.0, selector.enthalpy_scale_]
+    gaps = np.abs(scaled[:, None] - scaled[None]).max(-1) + np.eye(len(scaled)) * 1e9
+    assert gaps.min() > 3.0
+    assert len(picks) == 100 and levels[-1]["selected"] < 100
+
+
+def test_grid_thins_known_clusters_and_keeps_excluded_frames():
+    frames = _with_points([0.0, 0.015, 0.1, 1.0, 5.0, 5.01], [0.0] * 6)
+    selector = make_selector("grid", levels=(0.02,), enthalpy_scale=1.0)
+    picks = selector.select(frames, 4, rng=np.random.default_rng(0))
+    assert selector.levels_ == [{"delta_O": 0.02, "total": 6, "selected": 4, "deleted": 2}]
+    assert {2, 3} <= set(picks.tolist())
+    assert len({0, 1} & set(picks.tolist())) == 1 and len({4, 5} & set(picks.tolist())) == 1
+    # an excluded frame is kept and deletes its neighbour: 1 and 5 can no longer be first
+    picks = selector.select(frames, 3, rng=np.random.default_rng(0), exclude=[0, 4])
+    assert sorted(picks[:2].tolist()) == [2, 3]
+    assert selector.levels_[0]["total"] == 4 and selector.levels_[0]["deleted"] == 2
+
+
+def test_grid_computes_order_parameter_and_enthalpy_when_missing():
+    perfect = _emt(bulk("Ni", "fcc", a=3.52, cubic=True).repeat(2))
+    frames = [perfect] + POOL[:5]
+    selector = make_selector("grid", reference="emt", pressure_bar=1e4)
+    selector.select(frames, 2, rng=np.random.default_rng(0))
+    order, enthalpy = selector.points_[0]
+    assert order == pytest.approx(32.0, rel=1e-9)  # O = N_atoms for a perfect crystal
+    pv = 1e4 * 1e5 * 1e-30 * perfect.get_volume() / 1.602176634e-19  # bar * A^3 -> eV
+    assert enthalpy == pytest.approx(perfect.info["emt_energy"] + pv, rel=1e-6)
+    assert (selector.points_[1:, 0] < 32.0).all()  # rattled frames are less ordered
+
+
+# -- threshold --------------------------------------------------------------------------
+def test_threshold_returns_frames_above_mu_plus_k_sigma_highest_first():
+    scores = np.r_[np.linspace(-1, 1, 11), [0.5, 9.0, 4.0, 0.8]]
+    frames = _with_points(np.zeros(len(scores)), np.zeros(len(scores)))
+    for atoms, score in zip(frames, scores):
+        atoms.info["uq"] = score
+    selector = make_selector("threshold", score="uq", k=3.0, window=11)
+    picks = selector.select(frames, 5, rng=np.random.default_rng(0))
+    reference = scores[:11]
+    assert selector.threshold_ == pytest.approx(reference.mean() + 3 * reference.std())
+    assert picks.tolist() == [12, 13]  # 9.0 then 4.0; 0.5 and 0.8 are below 1.9
+    assert make_selector("threshold", score="uq", window=11).select(
+        frames, 1, rng=np.random.default_rng(0)).tolist() == [12]
+    by_callable = make_selector(
+        "threshold", score=lambda a: a.info["uq"], reference_scores=reference
+    )
+    assert by_callable.select(frames, 5, rng=np.random.default_rng(0)).tolist() == [12, 13]
+    # the already-selected frames are the default reference window
+    assert make_selector("threshold", score="uq", k=1.0).select(
+        frames, 5, rng=np.random.default_rng(0), exclude=[12, 13]).tolist() == []
