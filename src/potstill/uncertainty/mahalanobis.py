@@ -1,0 +1,152 @@
+"""Mahalanobis distance of descriptors to a streamed distribution (seed 003, SI S10).
+
+The uncertainty of a local environment with descriptor ``v`` against the environments
+``x_1..x_M`` already seen is ``(v - mean)^T Sigma^-1 (v - mean)`` (seed 003 eq. in 4.2),
+``Sigma`` the sample covariance (``1/(M-1)``). :class:`StreamingGaussian` keeps ``mean``,
+``Sigma`` and ``Sigma^-1`` up to date one descriptor at a time at a cost independent of
+``M`` (O(d^2) per descriptor of length ``d``):
+
+- Welford's rank-one update of the mean and of the scatter matrix
+  ``S = sum_k (x_k - mean)(x_k - mean)^T``: with ``delta = x - mean_M``,
+  ``mean_{M+1} = mean_M + delta / (M+1)``, ``S_{M+1} = S_M + (M / (M+1)) delta delta^T``
+  (the same numbers as SI S10's sums ``A = sum x x^T``, ``b = sum x``, without their
+  cancellation);
+- the Sherman-Morrison update of ``(S + ridge I)^-1`` for that rank-one change.
+
+``ridge`` (a pseudo-scatter added to ``S``, in descriptor units squared) keeps the
+inverse defined while ``M <= d`` or when descriptors span fewer than ``d`` directions;
+with ``ridge=0`` the inverse is formed directly the first time ``S`` is full rank
+(``M > d``) and updated by Sherman-Morrison from then on. ``precision`` is
+``(M - 1) (S + ridge I)^-1``, i.e. ``Sigma^-1`` when ``ridge`` is 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from potstill.errors import PotstillError
+
+__all__ = ["StreamingGaussian"]
+
+
+class StreamingGaussian:
+    """Running mean, covariance and inverse covariance of ``dim``-vectors.
+
+    Args:
+        dim: descriptor length ``d``.
+        ridge: pseudo-scatter ``lambda >= 0`` added to the scatter matrix (see the module
+            docstring).
+    """
+
+    def __init__(self, dim: int, *, ridge: float = 0.0):
+        if dim < 1:
+            raise PotstillError(f"dim must be >= 1, got {dim}")
+        if not ridge >= 0:
+            raise PotstillError(f"ridge must be >= 0, got {ridge}")
+        self.dim = int(dim)
+        self.ridge = float(ridge)
+        self.count = 0
+        self.mean = np.zeros(self.dim)
+        self.scatter = np.zeros((self.dim, self.dim))
+        # (S + ridge I)^-1 once defined, else None
+        self._inverse: np.ndarray | None = np.eye(self.dim) / ridge if ridge > 0 else None
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """Sample covariance ``S / (M - 1)`` (needs M >= 2)."""
+        self._need(2)
+        return self.scatter / (self.count - 1)
+
+    @property
+    def precision(self) -> np.ndarray:
+        """``(M - 1) (S + ridge I)^-1``: the inverse covariance when ``ridge`` is 0."""
+        self._need(2)
+        if self._inverse is None:
+            raise PotstillError(
+                f"the covariance of {self.count} descriptors of length {self.dim} is "
+                "singular; add more descriptors or use ridge > 0"
+            )
+        return (self.count - 1) * self._inverse
+
+    @property
+    def ready(self) -> bool:
+        """Whether :meth:`distances` can be evaluated."""
+        return self.count >= 2 and self._inverse is not None
+
+    def update(self, x: np.ndarray) -> None:
+        """Add one descriptor ``(d,)``: O(d^2), independent of the count."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.dim,):
+            raise PotstillError(f"descriptor has shape {x.shape}, expected ({self.dim},)")
+        delta = x - self.mean
+        self.count += 1
+        self.mean += delta / self.count
+        weight = (self.count - 1) / self.count
+        self.scatter += weight * np.outer(delta, delta)
+        if self._inverse is not None:
+            # Sherman-Morrison: (B + w u u^T)^-1 = B^-1 - w B^-1 u u^T B^-1 / (1 + w u^T B^-1 u)
+            solved = self._inverse @ delta
+            self._inverse -= (weight / (1.0 + weight * delta @ solved)) * np.outer(solved, solved)
+        elif self.count > self.dim:
+            self._try_invert()
+
+    def update_many(self, xs: np.ndarray) -> None:
+        """Add descriptors ``(m, d)``: rank-one updates when ``m <= d``, else one batch
+        merge (Chan et al.'s pairwise update of mean and scatter) and a fresh inverse,
+        O(m d^2 + d^3) instead of O(m d^2) with a larger constant."""
+        xs = np.asarray(xs, dtype=np.float64).reshape(-1, self.dim)
+        if len(xs) <= self.dim:
+            for x in xs:
+                self.update(x)
+            return
+        count = self.count + len(xs)
+        batch_mean = xs.mean(axis=0)
+        centred = xs - batch_mean
+        delta = batch_mean - self.mean
+        merge = (self.count * len(xs) / count) * np.outer(delta, delta)
+        self.scatter += centred.T @ centred + merge
+        self.mean += delta * (len(xs) / count)
+        self.count = count
+        if self.ridge > 0:
+            self._inverse = np.linalg.inv(self.scatter + self.ridge * np.eye(self.dim))
+        else:
+            self._inverse = None
+            self._try_invert()
+
+    def distances(self, vs: np.ndarray, *, chunk: int = 65536) -> np.ndarray:
+        """Squared Mahalanobis distances ``(m,)`` of descriptors ``vs (m, d)``.
+
+        Evaluated as ``|(v - mean) L|^2`` with ``L L^T = precision`` (Cholesky), in the
+        dtype of ``vs`` (float32 descriptors are scored in float32), ``chunk`` rows at a
+        time to bound the memory.
+        """
+        precision = self.precision
+        vs = np.asarray(vs)
+        dtype = vs.dtype if vs.dtype in (np.float32, np.float64) else np.float64
+        factor = _cholesky(precision).astype(dtype)
+        mean = self.mean.astype(dtype)
+        out = np.empty(len(vs), dtype=np.float64)
+        for start in range(0, len(vs), chunk):
+            whitened = (vs[start : start + chunk] - mean) @ factor
+            out[start : start + chunk] = np.einsum("ij,ij->i", whitened, whitened)
+        return out
+
+    def _need(self, count: int) -> None:
+        if self.count < count:
+            raise PotstillError(
+                f"need at least {count} descriptors for the covariance, have {self.count}"
+            )
+
+    def _try_invert(self) -> None:
+        if np.linalg.matrix_rank(self.scatter) == self.dim:
+            self._inverse = np.linalg.inv(self.scatter)
+
+
+def _cholesky(matrix: np.ndarray) -> np.ndarray:
+    """Lower factor of a symmetric positive definite matrix (symmetrised first)."""
+    symmetric = 0.5 * (matrix + matrix.T)
+    try:
+        return np.linalg.cholesky(symmetric)
+    except np.linalg.LinAlgError:  # rounding made it indefinite: clip the spectrum
+        values, vectors = np.linalg.eigh(symmetric)
+        return vectors * np.sqrt(np.clip(values, 0.0, None))
