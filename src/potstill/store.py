@@ -103,6 +103,13 @@ class Store:
 
     def ids(self, selection: str | None = None) -> list[int]:
         """Row ids matching an ASE db ``selection`` string, in insertion order."""
+        if selection is None and hasattr(self._db, "managed_connection"):
+            # all ids straight from SQL: ASE builds a full row object per id otherwise
+            # (~1 ms per row, 20 s for a 20,000-frame pool on a busy machine)
+            with self._db.managed_connection() as connection:
+                cursor = connection.cursor()
+                cursor.execute("SELECT id FROM systems ORDER BY id")
+                return [int(i) for (i,) in cursor.fetchall()]
         return [row.id for row in self._db.select(selection, include_data=False)]
 
     def get(self, ids: Sequence[int] | None = None, selection: str | None = None) -> list[Atoms]:
