@@ -80,3 +80,14 @@ def test_bad_grid_is_a_clear_error():
         BiasGrid.empty((1.0, 0.0), (0.0, 1.0))
     with pytest.raises(PotstillError, match="ln_f_final"):
         WangLandau(ln_f0=0.1, ln_f_final=1.0)
+
+
+def test_slope_limit_removes_cliffs_that_would_reverse_the_forces():
+    grid = _grid(3)
+    grid.values[6:, :] -= 20.0  # a cliff: d(dH)/dH far below -1
+    raised = grid.limit_slopes(0.2)
+    assert raised > 0
+    h = np.linspace(-9.9, 9.9, 400)
+    slopes = [grid.evaluate(x, o)[1] for x in h for o in (1.0, 15.0, 29.0)]
+    assert min(slopes) > 0.2 - 1.0
+    assert grid.limit_slopes(0.2) == 0  # idempotent

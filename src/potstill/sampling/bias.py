@@ -196,6 +196,26 @@ class BiasGrid:
             self.frozen = True
         return True
 
+    def limit_slopes(self, min_force_scale: float, *, safety: float = 2.0) -> int:
+        """Raise values so that no H step between neighbouring nodes falls faster than
+        ``(1 - min_force_scale) / safety`` per eV; returns the number of nodes raised.
+
+        Applied once to the frozen bias before production: rough Wang-Landau bins can
+        make ``1 + d(dH)/dH`` drop below the force floor of the MD, where the dynamics
+        would no longer follow H_momt and reweighting would be biased. Any frozen bias
+        samples correctly, so flattening such cliffs only costs some sampling there.
+        (``safety`` covers the cubic's overshoot of the secant slope between nodes.)
+        """
+        drop = (1.0 - min_force_scale) / safety * self.widths[0]
+        raised = 0
+        for i in range(1, self.shape[0]):
+            floor = self.values[i - 1] - drop
+            low = self.values[i] < floor
+            raised += int(low.sum())
+            self.values[i, low] = floor[low]
+        self._pad()
+        return raised
+
     # -- persistence ---------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {

@@ -130,6 +130,7 @@ class MomtRun:
         step: int = 0,
         n_frames: int = 0,
         production_start: int = -1,
+        clipped_steps: int = 0,
         trace: np.ndarray | None = None,
     ):
         if not atoms.pbc.all():
@@ -147,7 +148,7 @@ class MomtRun:
             pair_coeff_extra=list(pair.pair_coeff_extra),
         )
         self._last = (0.0, 0.0, 0.0, 0.0, 0.0)  # E, H, O, V, dH at the latest step
-        self.clipped_steps = 0
+        self.clipped_steps = int(clipped_steps)
         self.lmp = self._build(atoms, velocities, step)
 
     # -- construction ----------------------------------------------------------------
@@ -311,6 +312,7 @@ class MomtRun:
             raise PotstillError(f"interval must be >= 1 and n_frames >= 0, got {interval}, {n_frames}")
         if self.production_start < 0:
             self.production_start = int(self.lmp.extract_global("ntimestep"))
+            self.clipped_steps = 0  # from here on: steps of production off H_momt
         frames = []
         for k in range(n_frames):
             self._command(f"run {interval} pre {'yes' if k == 0 else 'no'} post no")
@@ -374,7 +376,8 @@ class MomtRun:
         np.savez(
             tmp, **self.bias.to_arrays(), positions=atoms.positions, cell=atoms.cell.array,
             numbers=atoms.numbers, velocities=velocities, trace=self.trace,
-            counters=np.array([int(self.lmp.extract_global("ntimestep")), self.n_frames, self.production_start]),
+            counters=np.array([int(self.lmp.extract_global("ntimestep")), self.n_frames, self.production_start,
+                               self.clipped_steps]),
             settings=np.array([s.temperature_K, s.pressure_bar, s.timestep_fs, s.tdamp_fs, s.pdamp_fs,
                                s.trace_interval, s.seed], dtype=float),
             pair=np.array([self.pair.pair_style, str(self.pair.potential or ""), *self.pair.elements]),
@@ -390,7 +393,7 @@ class MomtRun:
                 atoms = Atoms(numbers=data["numbers"], positions=data["positions"], cell=data["cell"], pbc=True)
                 velocities = np.array(data["velocities"])
                 trace = np.array(data["trace"])
-                step, n_frames, production_start = (int(v) for v in data["counters"])
+                step, n_frames, production_start, clipped = (int(v) for v in data["counters"])
                 t, p, dt, td, pd, ti, seed = data["settings"]
                 pair_style, potential, *elements = (str(v) for v in data["pair"])
         except (OSError, KeyError, ValueError) as error:
@@ -398,7 +401,8 @@ class MomtRun:
         settings = MomtSettings(float(t), float(p), float(dt), float(td), float(pd), int(ti), int(seed))
         pair = make_pair_potential(pair_style, potential or None, elements)
         return cls(atoms, pair, bias, settings, reference_name=reference_name, velocities=velocities,
-                   step=step, n_frames=n_frames, production_start=production_start, trace=trace)
+                   step=step, n_frames=n_frames, production_start=production_start, clipped_steps=clipped,
+                   trace=trace)
 
 
 class _Link:

@@ -84,7 +84,11 @@ def sample(config: RunConfig, out: Path, *, overwrite: bool = False, resume: boo
                     progress.update(wl_task, completed=done)
             run.wang_landau(schedule, max_steps=max(0, m.wang_landau.max_steps - steps_before),
                             chunk=50_000, on_chunk=checkpoint)
-        run.bias.frozen = True
+        if not run.bias.frozen or run.production_start < 0:
+            run.bias.frozen = True
+            raised_nodes = run.bias.limit_slopes(settings.min_force_scale)
+        else:
+            raised_nodes = None
         run.save(state_path)
         timings["wang_landau_s"] = time.time() - t
         t = time.time()
@@ -100,6 +104,7 @@ def sample(config: RunConfig, out: Path, *, overwrite: bool = False, resume: boo
         timings["production_s"] = time.time() - t
         trace, production_start, bias = run.trace, run.production_start, run.bias
         clipped = run.clipped_steps
+        production_steps = int(trace[-1, 0] - production_start) if len(trace) else 0
     wl = trace[trace[:, 0] < production_start]
     prod = trace[trace[:, 0] >= production_start]
     results = {
@@ -110,7 +115,8 @@ def sample(config: RunConfig, out: Path, *, overwrite: bool = False, resume: boo
                         "bins_visited": int((bias.visits > 0).sum())},
         "round_trips": {"wang_landau": count_round_trips(wl[:, 3], n_atoms, solid=SOLID, liquid=LIQUID),
                         "production": count_round_trips(prod[:, 3], n_atoms, solid=SOLID, liquid=LIQUID)},
-        "clipped_steps": clipped,
+        "production_steps_off_h_momt": clipped, "production_steps": production_steps,
+        "bias_nodes_raised_by_slope_limit": raised_nodes,
         "production_ns": float(len(prod) and (prod[-1, 0] - prod[0, 0]) * m.timestep_fs * 1e-6),
         "reference_runs": {name: _phase_summary(tr, n_atoms) for name, tr in references.items()},
         "timings_s": timings,
