@@ -21,25 +21,30 @@ def _figure(*size):
     return Figure(figsize=size)
 
 
-def traces_plot(traces: Mapping[str, np.ndarray], path: str | Path, *, n_atoms: int,
-                timestep_fs: float = 1.0, title: str = "") -> Path:
-    """Energy per atom (top) and O / N (bottom) vs time for each named trace."""
-    fig = _figure(8, 6)
-    ax_e, ax_o = fig.subplots(2, 1, sharex=True)
-    for name, trace in traces.items():
-        if len(trace) == 0:
-            continue
-        t_ps = (trace[:, 0] - trace[0, 0]) * timestep_fs / 1000.0
-        ax_e.plot(t_ps, trace[:, 1] / n_atoms, lw=0.6, label=name)
-        ax_o.plot(t_ps, trace[:, 3] / n_atoms, lw=0.6, label=name)
-    ax_e.set_ylabel("E (eV/atom)")
-    ax_o.set_ylabel("O / N")
-    ax_o.set_xlabel("time (ps)")
-    ax_o.axhline(0.5, color="grey", ls=":", lw=0.8)
-    ax_o.axhline(0.1, color="grey", ls=":", lw=0.8)
-    ax_e.legend(fontsize=8, loc="best")
-    if title:
-        ax_e.set_title(title)
+def traces_plot(plain: Mapping[str, np.ndarray], momt: Mapping[str, np.ndarray], path: str | Path, *,
+                n_atoms: int, timestep_fs: float = 1.0, title: str = "") -> Path:
+    """Seed 000 Fig. S1 layout: E per atom (top) and O / N (bottom) vs time, plain NPT
+    runs on the left (a), MOMT on the right (b), one line per named trace."""
+    fig = _figure(11, 6)
+    axes = fig.subplots(2, 2, sharey="row", gridspec_kw={"width_ratios": [1, 2]})
+    for column, traces in enumerate((plain, momt)):
+        for name, trace in traces.items():
+            if len(trace) == 0:
+                continue
+            t_ps = (trace[:, 0] - trace[0, 0]) * timestep_fs / 1000.0
+            if column == 1 and name != next(iter(traces)):  # MOMT phases follow each other
+                first = next(iter(traces.values()))
+                t_ps = t_ps + (trace[0, 0] - first[0, 0]) * timestep_fs / 1000.0
+            axes[0, column].plot(t_ps, trace[:, 1] / n_atoms, lw=0.5, label=name)
+            axes[1, column].plot(t_ps, trace[:, 3] / n_atoms, lw=0.5, label=name)
+        axes[1, column].set_xlabel("time (ps)")
+        axes[1, column].axhline(0.5, color="grey", ls=":", lw=0.8)
+        axes[1, column].axhline(0.1, color="grey", ls=":", lw=0.8)
+        axes[0, column].legend(fontsize=8, loc="upper right")
+    axes[0, 0].set_ylabel("E (eV/atom)")
+    axes[1, 0].set_ylabel("O / N")
+    axes[0, 0].set_title("(a) plain NPT at T0")
+    axes[0, 1].set_title("(b) MOMT" + (f": {title}" if title else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     return Path(path)

@@ -189,7 +189,7 @@ def _analyse(out: Path, references, wl, prod, n_atoms: int, m) -> dict:
 
     report = out / "report"
     report.mkdir(exist_ok=True)
-    traces_plot({**references, "MOMT Wang-Landau": wl, "MOMT production": prod}, report / "momt_traces.png",
+    traces_plot(references, {"Wang-Landau": wl, "production": prod}, report / "momt_traces.png",
                 n_atoms=n_atoms, timestep_fs=m.timestep_fs,
                 title=f"{n_atoms} atoms, T0 = {m.temperature_K:.0f} K, P0 = {m.pressure_bar:g} bar")
     results: dict = {"figures": ["report/momt_traces.png"]}
