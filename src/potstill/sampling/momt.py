@@ -393,7 +393,8 @@ class MomtRun:
                 atoms = Atoms(numbers=data["numbers"], positions=data["positions"], cell=data["cell"], pbc=True)
                 velocities = np.array(data["velocities"])
                 trace = np.array(data["trace"])
-                step, n_frames, production_start, clipped = (int(v) for v in data["counters"])
+                # states written before the clipped-step count was saved hold 3 counters
+                step, n_frames, production_start, clipped = (*(int(v) for v in data["counters"]), 0)[:4]
                 t, p, dt, td, pd, ti, seed = data["settings"]
                 pair_style, potential, *elements = (str(v) for v in data["pair"])
         except (OSError, KeyError, ValueError) as error:
