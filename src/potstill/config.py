@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from potstill.errors import PotstillError
 
@@ -215,6 +215,86 @@ class DistillConfig(_Section):
         return self
 
 
+class PoolSpec(_Section):
+    """Frames of a store, in id order: positions ``start:stop:stride``."""
+
+    path: str
+    start: int = Field(0, ge=0)
+    stop: int | None = Field(None, gt=0)
+    stride: int = Field(1, ge=1)
+
+
+class SelectorSpec(_Section):
+    """A selector of the registry with its options; ``label`` names it in results and
+    plots (default: ``name``), so one selector can appear with two option sets."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class MDCheckConfig(_Section):
+    """The stability MD: Langevin NVT from test-pool frame ``start_frame``."""
+
+    steps: int = Field(1000, ge=1)
+    temperature_K: float = Field(300.0, gt=0)
+    timestep_fs: float = Field(1.0, gt=0)
+    friction_per_fs: float = Field(0.01, gt=0)
+    interval: int = Field(10, ge=1)
+    start_frame: int = Field(0, ge=0)
+    min_distance_A: float = Field(1.5, gt=0)
+    max_force_eV_per_A: float = Field(20.0, gt=0)
+    max_drift_eV_per_atom: float = Field(0.5, gt=0)
+    enabled: bool = True
+
+
+class CompareConfig(_Section):
+    """The ``compare`` section: pools, selectors x budgets x seeds, the stability MD and
+    where training runs (``executor``: serial, process or dask, ``workers``)."""
+
+    pool: PoolSpec
+    test_pool: PoolSpec
+    selectors: list[SelectorSpec]
+    budgets: list[int | float]
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    md: MDCheckConfig = Field(default_factory=MDCheckConfig)
+    executor: Literal["serial", "process", "dask"] = "serial"
+    workers: int = Field(1, ge=1)
+    scheduler_address: str | None = None
+
+    @field_validator("pool", "test_pool", mode="before")
+    @classmethod
+    def _path_shorthand(cls, value):
+        return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("selectors", mode="before")
+    @classmethod
+    def _name_shorthand(cls, value):
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> "CompareConfig":
+        if not self.selectors:
+            raise ValueError("selectors is empty; name at least one (e.g. [random, fps])")
+        labels = [s.key for s in self.selectors]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"selector labels must be unique, got {labels}; give `label` to tell them apart")
+        if not self.budgets:
+            raise ValueError("budgets is empty; give frame counts (16, 32) or pool fractions (0.05)")
+        for b in self.budgets:
+            if isinstance(b, bool) or b <= 0 or (isinstance(b, float) and b >= 1):
+                raise ValueError(f"budget {b!r}: give a frame count >= 2 or a pool fraction 0 < f < 1")
+        if not self.seeds:
+            raise ValueError("seeds is empty; give at least one seed")
+        return self
+
+
 class RunConfig(_Section):
     """A whole workflow: sample -> select -> train -> validate -> report."""
 
@@ -226,6 +306,7 @@ class RunConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    compare: CompareConfig | None = None
     distill: DistillConfig | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

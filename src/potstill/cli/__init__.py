@@ -229,6 +229,23 @@ def distill(config: Path = typer.Argument(..., help="Workflow YAML (`distill`, `
                             for row in summary["curve"]]})
 
 
+@app.command("compare-selectors")
+def compare_selectors(config: Path = typer.Argument(..., help="Workflow YAML with a `compare` section (`model`, `train`)."),
+                      out: Path = _OUT, overwrite: bool = _OVERWRITE, resume: bool = _RESUME) -> None:
+    """Benchmark selectors x budgets x seeds on a held-out test pool (errors, MD stability) -> OUT/compare, OUT/report."""
+    from potstill.workflows.compare import compare_selectors as run_compare, load_compare_config
+
+    run_config, compare = load_compare_config(config)
+    with _progress() as progress:
+        summary = run_compare(run_config, compare, out, overwrite=overwrite, resume=resume, progress=progress)
+    typer.echo(f"results: {out / 'compare' / 'results.jsonl'}; summary: {out / 'report' / 'compare_summary.json'}")
+    _echo_json([{k: (row[k]["mean"] if isinstance(row[k], dict) else row[k]) for k in
+                 ("selector", "n_train", "energy_l4_meV_per_atom", "force_rmse_eV_per_A", "stable_fraction") if k in row}
+                for row in summary["table"]])
+    if summary["failed"]:
+        typer.echo(f"failed (see {out / 'compare' / 'failures.jsonl'}; rerun with --resume): {summary['failed']}", err=True)
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr, exit status 2."""
     import os

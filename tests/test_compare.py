@@ -1,0 +1,178 @@
+"""The selector benchmark (`potstill compare-selectors`, issue 5) and the MD stability
+classifier (seed 002)."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from conftest import emt_frames
+from potstill.errors import PotstillError
+from potstill.store import Store
+from potstill.validation.stability import md_stability
+from potstill.workflows import compare as compare_module
+from potstill.workflows.compare import compare_selectors, load_compare_config, read_results
+
+_TRAIN = dict(committee=1, max_epochs=3, batch_size=8, lr=3e-3, scheduler_patience=5, early_stopping_patience=10)
+
+
+@pytest.fixture(scope="module")
+def pools(tmp_path_factory):
+    """A 30-frame pool and a separate 6-frame test pool of 4-atom EMT Ni cells."""
+    root = tmp_path_factory.mktemp("pools")
+    pool, test = Store(root / "pool.db"), Store(root / "test.db")
+    pool.add(emt_frames(30, seed=3, size=1))
+    test.add(emt_frames(6, seed=4, size=1))
+    return pool, test
+
+
+def _write_config(path, pool, test, **compare):
+    section = {"pool": pool.url, "test_pool": test.url, "selectors": ["random", "uniform-energy"], "budgets": [4, 0.3],
+               "seeds": [0, 1], "md": {"steps": 20, "interval": 5, "temperature_K": 300.0}} | compare
+    config = {"name": "compare-test", "species": ["Ni"], "reference": {"kind": "emt", "name": "emt"},
+              "model": {"preset": "demo", "overrides": {"hidden": [8, 4]}}, "train": _TRAIN, "compare": section}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, monkeypatch):
+    pool, test = pools
+    run_config, compare = load_compare_config(_write_config(tmp_path / "c.yaml", pool, test))
+    out = tmp_path / "run"
+    calls = []
+    real = compare_module._train
+    monkeypatch.setattr(compare_module, "_train", lambda task, ids: calls.append(task.key) or real(task, ids))
+    summary = compare_selectors(run_config, compare, out)
+    rows = read_results(out / "compare" / "results.jsonl")
+    assert len(rows) == len(calls) == 2 * 2 * 2
+    assert {(r["selector"], r["n_train"], r["seed"]) for r in rows} == {
+        (s, n, seed) for s in ("random", "uniform-energy") for n in (4, 9) for seed in (0, 1)}
+    pool_ids, test_ids = set(pool.ids()), set(test.ids())
+    for row in rows:
+        for metric in ("energy_mae_meV_per_atom", "energy_rmse_meV_per_atom", "energy_l4_meV_per_atom",
+                       "force_mae_eV_per_A", "force_rmse_eV_per_A", "force_l4_eV_per_A", "stress_mae_GPa"):
+            assert np.isfinite(row[metric]), (row["key"], metric)
+        assert row["energy_mae_meV_per_atom"] <= row["energy_rmse_meV_per_atom"] <= row["energy_l4_meV_per_atom"]
+        assert len(set(row["selected_ids"])) == row["n_train"] and set(row["selected_ids"]) <= pool_ids
+        assert row["n_test"] == len(test_ids) and isinstance(row["stable"], bool)
+    # seeds differ, the same seed is reproducible across budgets' keys
+    random_4 = {r["seed"]: r["selected_ids"] for r in rows if r["selector"] == "random" and r["n_train"] == 4}
+    assert random_4[0] != random_4[1]
+    # summary and plot
+    saved = json.loads((out / "report" / "compare_summary.json").read_text())
+    assert saved["n_finished"] == 8 and not saved["failed"] and len(saved["table"]) == 4
+    entry = saved["table"][0]
+    assert entry["seeds"] == [0, 1] and set(entry["energy_l4_meV_per_atom"]) == {"mean", "std"}
+    assert 0.0 <= entry["stable_fraction"] <= 1.0
+    assert (out / "report" / "compare_errors.png").stat().st_size > 0 and summary["table"] == saved["table"]
+    # a rerun refuses without --resume; with it, finished combinations are skipped
+    with pytest.raises(PotstillError, match="--resume"):
+        compare_selectors(run_config, compare, out)
+    calls.clear()
+    compare_selectors(run_config, compare, out, resume=True)
+    assert calls == [] and len(read_results(out / "compare" / "results.jsonl")) == 8
+    # a new seed on resume trains only its combinations
+    more = compare.model_copy(update={"seeds": [0, 1, 2], "selectors": compare.selectors[:1], "budgets": [4]})
+    compare_selectors(run_config, more, out, resume=True)
+    assert calls == ["random_b4_s2"]
+
+
+def test_failures_are_recorded_and_retried_on_resume(pools, tmp_path, monkeypatch):
+    pool, test = pools
+    run_config, compare = load_compare_config(
+        _write_config(tmp_path / "c.yaml", pool, test, selectors=["random"], budgets=[4], seeds=[0], md={"enabled": False}))
+    out = tmp_path / "run"
+    real = compare_module._train
+
+    def broken(task, ids):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(compare_module, "_train", broken)
+    summary = compare_selectors(run_config, compare, out)
+    assert summary["failed"] == ["random_b4_s0"] and summary["n_finished"] == 0
+    assert "out of memory" in (out / "compare" / "failures.jsonl").read_text()
+    monkeypatch.setattr(compare_module, "_train", real)
+    summary = compare_selectors(run_config, compare, out, resume=True)
+    assert summary["failed"] == [] and summary["n_finished"] == 1
+
+
+def test_a_held_out_part_of_the_same_store_is_never_selected_from(pools, tmp_path):
+    pool, _ = pools
+    path = _write_config(tmp_path / "c.yaml", pool, pool, selectors=["random", "uniform-energy"], budgets=[0.5],
+                         seeds=[0], md={"enabled": False})
+    data = yaml.safe_load(path.read_text())
+    data["compare"]["pool"] = {"path": pool.url, "stop": 20}
+    data["compare"]["test_pool"] = {"path": pool.url, "start": 15}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(PotstillError, match="shares 5 frames"):
+        compare_selectors(*load_compare_config(path), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    data["compare"]["test_pool"] = {"path": pool.url, "start": 20, "stride": 2}
+    path.write_text(yaml.safe_dump(data))
+    summary = compare_selectors(*load_compare_config(path), tmp_path / "run")
+    ids = pool.ids()
+    rows = read_results(tmp_path / "run" / "compare" / "results.jsonl")
+    assert summary["n_pool"] == 20 and summary["n_test"] == 5 and len(rows) == 2
+    for row in rows:  # half of the 20 pool frames, none of the held-out ones
+        assert row["n_train"] == 10 and set(row["selected_ids"]) <= set(ids[:20]) and row["stable"] is None
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"selectors": ["random", "nonsense"]}, "unknown selector 'nonsense'"),
+    ({"budgets": [64]}, "pool holds 30"),
+    ({"budgets": [1.5]}, "pool fraction"),
+    ({"selectors": [{"name": "fps", "options": {"bogus": 1}}]}, "bad options for selector 'fps'"),
+    ({"md": {"steps": 0}}, "compare.md.steps"),
+])
+def test_bad_config_is_one_line_error(pools, tmp_path, change, message):
+    pool, test = pools
+    path = _write_config(tmp_path / "c.yaml", pool, test, **change)
+    with pytest.raises(PotstillError, match=message) as error:
+        compare_selectors(*load_compare_config(path), tmp_path / "run")
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_compare_section_is_one_line_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\n")
+    with pytest.raises(PotstillError, match="no `compare` section"):
+        load_compare_config(path)
+
+
+def test_stability_flags_atoms_too_close_and_passes_a_relaxed_crystal():
+    crystal = bulk("Ni", "fcc", a=3.52, cubic=True).repeat(2)
+    stable = md_stability(EMT(), crystal, steps=40, interval=5, temperature_K=300.0, seed=0)
+    assert stable["stable"] and stable["steps_run"] == 40 and stable["reason"] == ""
+    assert stable["min_distance_A"] > 2.0 and stable["max_force_eV_per_A"] < 20.0
+    squeezed = crystal.copy()
+    squeezed.positions[1] = squeezed.positions[0] + [0.8, 0.0, 0.0]
+    unstable = md_stability(EMT(), squeezed, steps=40, seed=0)
+    assert not unstable["stable"] and "0.80 A apart" in unstable["reason"]
+    assert unstable["min_distance_A"] == pytest.approx(0.8)
+
+
+def test_stability_flags_large_forces_and_energy_drift():
+    crystal = bulk("Ni", "fcc", a=3.52, cubic=True).repeat(2)
+    hot = md_stability(EMT(), crystal, steps=40, interval=5, temperature_K=300.0, seed=0, max_force_eV_per_A=0.01)
+    assert not hot["stable"] and "force component" in hot["reason"]
+    drifting = md_stability(EMT(), crystal, steps=40, interval=5, temperature_K=3000.0, seed=0,
+                            max_drift_eV_per_atom=1e-4)
+    assert not drifting["stable"] and "drifted" in drifting["reason"]
+
+
+def test_cli_runs_the_comparison(pools, tmp_path):
+    from typer.testing import CliRunner
+
+    from potstill.cli import app
+
+    pool, test = pools
+    path = _write_config(tmp_path / "c.yaml", pool, test, selectors=["random"], budgets=[4], seeds=[0],
+                         md={"steps": 10, "interval": 5})
+    result = CliRunner().invoke(app, ["compare-selectors", str(path), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert len(read_results(tmp_path / "run" / "compare" / "results.jsonl")) == 1
+    assert "compare-selectors" in CliRunner().invoke(app, ["--help"]).output
