@@ -321,15 +321,7 @@ class MomtRun:
 
     def _frame(self) -> Atoms:
         lmp = self.lmp
-        n = len(self.symbols)
-        cell = _cell(lmp)
-        boxlo = np.asarray(lmp.extract_box()[0])
-        ids = np.asarray(lmp.numpy.extract_atom("id")[:n], dtype=int) - 1
-        positions, velocities = np.empty((n, 3)), np.empty((n, 3))
-        positions[ids] = lmp.numpy.extract_atom("x")[:n] - boxlo
-        velocities[ids] = lmp.numpy.extract_atom("v")[:n]
-        frame = Atoms(self.symbols, positions=positions, cell=cell, pbc=True)
-        frame.wrap()
+        frame, velocities = self.current_atoms()
         frame.set_momenta(velocities * _LAMMPS_VELOCITY_TO_ASE * frame.get_masses()[:, None])
         labeled = frame.copy()
         labeled.calc = self._labeler
