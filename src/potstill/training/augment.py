@@ -14,7 +14,7 @@ import numpy as np
 from ase import Atoms
 
 from potstill.errors import PotstillError
-from potstill.frames import LABEL_KINDS, available_references, label_key, labels_from_calculator
+from potstill.frames import LABEL_KINDS, available_references, label_key, labels_from_calculator, strip
 
 
 def augment_with_noise(
@@ -40,8 +40,7 @@ def augment_with_noise(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     out = []
     for atoms in frames:
-        original = atoms.copy()
-        original.calc = None
+        original = strip(atoms)
         original.info["augment_copy"] = 0
         out.append(original)
         for j in range(1, copies):
@@ -55,8 +54,7 @@ def augment_with_noise(
 
 def _without_labels(atoms: Atoms) -> Atoms:
     """Copy of ``atoms`` keeping provenance but no labels of any reference."""
-    bare = atoms.copy()
-    bare.calc = None
+    bare = strip(atoms)
     for name in available_references(atoms):
         for kind in LABEL_KINDS:
             bare.info.pop(label_key(name, kind), None)
