@@ -31,6 +31,7 @@ from scipy.spatial import cKDTree
 
 from potstill.errors import PotstillError
 from potstill.frames import get_labels
+from potstill.sampling.order_parameter import order_parameter_of
 from potstill.selection import prepare
 from potstill.selection._features import per_frame
 
@@ -119,7 +120,7 @@ class GridSelector:
     def _point(self, atoms) -> tuple[float, float]:
         order = atoms.info.get(ORDER_KEY)
         if order is None:
-            order = _order_parameter(atoms)
+            order = order_parameter_of(atoms)
         enthalpy = atoms.info.get(ENTHALPY_KEY)
         if enthalpy is None:
             energy = get_labels(atoms, self.reference).energy
@@ -146,14 +147,3 @@ def _range_ratio(points: np.ndarray) -> float:
     """H range / O range of the pool (1 when either is degenerate)."""
     spans = points.max(axis=0) - points.min(axis=0)
     return float(spans[1] / spans[0]) if spans[0] > 0 and spans[1] > 0 else 1.0
-
-
-def _order_parameter(atoms) -> float:
-    try:
-        from potstill.sampling.order_parameter import order_parameter_of
-    except ImportError as error:
-        raise PotstillError(
-            f"frame has no info[{ORDER_KEY!r}] and the FCC order parameter is not available "
-            f"({error}); sample with the MOMT sampler or set it on the frames"
-        ) from error
-    return float(order_parameter_of(atoms))
