@@ -63,6 +63,14 @@ class AtomFeatures:
             yield self.values[start : start + chunk]
 
 
+def highest_free(scores: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest ``scores (n_frames,)`` outside the ``excluded``
+    mask, highest first (ties: the earliest frame): one greedy pick of ``mahalanobis``
+    and ``rnd``."""
+    free = np.where(excluded, -np.inf, scores)
+    return np.argsort(-free, kind="stable")[:k]
+
+
 class Stopwatch:
     """Wall seconds of named phases, for a selector's ``timings_``."""
 

@@ -16,7 +16,12 @@ import numpy as np
 
 from potstill.errors import PotstillError
 from potstill.selection import prepare
-from potstill.selection._features import Stopwatch, default_descriptor, per_atom_features
+from potstill.selection._features import (
+    Stopwatch,
+    default_descriptor,
+    highest_free,
+    per_atom_features,
+)
 from potstill.uncertainty.mahalanobis import StreamingGaussian
 
 
@@ -84,12 +89,8 @@ class MahalanobisSelector:
             gaussian.update_many(values[atoms.rows([first])])
             self.scores_.append(float("nan"))
         while len(picked) < n:
-            atom_scores = gaussian.distances(values)
-            scores = atoms.frame_scores(atom_scores, self.reduce)
-            scores[excluded] = -np.inf
-            take = min(self.batch_size, n - len(picked))
-            best = np.argsort(-scores, kind="stable")[:take]
-            for pick in best:
+            scores = atoms.frame_scores(gaussian.distances(values), self.reduce)
+            for pick in highest_free(scores, excluded, min(self.batch_size, n - len(picked))):
                 picked.append(int(pick))
                 excluded[pick] = True
                 self.scores_.append(float(scores[pick]))

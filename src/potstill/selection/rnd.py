@@ -16,7 +16,12 @@ import numpy as np
 
 from potstill.errors import PotstillError
 from potstill.selection import prepare
-from potstill.selection._features import Stopwatch, default_descriptor, per_atom_features
+from potstill.selection._features import (
+    Stopwatch,
+    default_descriptor,
+    highest_free,
+    per_atom_features,
+)
 from potstill.uncertainty.rnd import RNDScorer
 
 
@@ -86,9 +91,7 @@ class RNDSelector:
         while len(picked) < n:
             atom_scores = scorer.distances(atoms.values, targets=targets)
             scores = atoms.frame_scores(atom_scores, self.reduce)
-            scores[excluded] = -np.inf
-            take = min(self.batch_size, n - len(picked))
-            best = np.argsort(-scores, kind="stable")[:take]
+            best = highest_free(scores, excluded, min(self.batch_size, n - len(picked)))
             picked.extend(int(i) for i in best)
             self.scores_.extend(float(scores[i]) for i in best)
             excluded[best] = True
