@@ -30,6 +30,7 @@ import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,14 @@ class _Pool:
     store: Store
     ids: np.ndarray
     chunks: list[np.ndarray]
+
+    @cached_property
+    def _position(self) -> dict[int, int]:
+        return {int(pid): p for p, pid in enumerate(self.ids)}
+
+    def positions_of(self, pool_ids: list[int]) -> np.ndarray:
+        """Positions (into ``ids``) of the store ids ``pool_ids``."""
+        return np.array([self._position[pid] for pid in pool_ids], dtype=int)
 
 
 @dataclass
@@ -206,8 +215,7 @@ def _select(d: DistillConfig, pool: _Pool, i: int, previous: _Iteration | None) 
     if d.reference_window is not None:
         reference = np.arange(*d.reference_window)
     else:
-        position = {int(pid): p for p, pid in enumerate(pool.ids)}
-        reference = np.array([position[pid] for pid in previous.record["selected_ids"]], dtype=int)
+        reference = pool.positions_of(previous.record["selected_ids"])
     stats = UQStats(int(uq["n_atoms"][reference].sum()), float(uq["uq_sum"][reference].sum()),
                     float(uq["uq_sq"][reference].sum()))
     threshold, mu, sigma = strategies.uq_threshold(stats, d.k_sigma)
@@ -309,8 +317,7 @@ def _evaluate(config: RunConfig, pool: _Pool, root: Path, i: int, kept: list[int
     if d.evaluate_pool:
         positions = np.arange(n)
     else:
-        position = {int(pid): p for p, pid in enumerate(pool.ids)}
-        need = [position[pid] for pid in kept]
+        need = pool.positions_of(kept).tolist()
         if i + 1 < d.n_chunks:
             need.extend(pool.chunks[i + 1].tolist())
         if d.reference_window is not None:
