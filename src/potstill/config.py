@@ -58,6 +58,7 @@ class WangLandauConfig(_Section):
     flatness: float = Field(0.5, gt=0, lt=1)
     max_stage_updates: int = Field(20_000, gt=0)
     update_interval: int = Field(10, gt=0)
+    min_mean_visits: float = Field(20.0, ge=0)
     max_steps: int = Field(2_000_000, gt=0)
 
 

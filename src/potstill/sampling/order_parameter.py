@@ -119,4 +119,4 @@ def _structure_factor(positions: np.ndarray, g: np.ndarray) -> tuple[float, np.n
 
 def order_parameter_of(atoms: Atoms, *, n_cells: int | None = None) -> float:
     """O of an ``ase.Atoms`` (dimensionless)."""
-    return fcc_order_parameter(atoms.positions, atoms.cell.array, n_cells=n_cells).value
+    return fcc_order_parameter(atoms.positions, atoms.cell.array, n_cells=n_cells, cell_gradient=False).value

@@ -16,6 +16,7 @@ frames stay in the pool; frames written after the last state save are replaced.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -55,9 +56,7 @@ def sample(config: RunConfig, out: Path, *, overwrite: bool = False, resume: boo
     n_atoms = len(crystal)
     settings = MomtSettings(temperature_K=m.temperature_K, pressure_bar=m.pressure_bar,
                             timestep_fs=m.timestep_fs, seed=m.seed)
-    schedule = WangLandau(ln_f0=m.wang_landau.ln_f0, ln_f_final=m.wang_landau.ln_f_final,
-                          flatness=m.wang_landau.flatness, max_stage_updates=m.wang_landau.max_stage_updates,
-                          update_interval=m.wang_landau.update_interval)
+    schedule = WangLandau(**m.wang_landau.model_dump(exclude={"max_steps"}))
     started = time.time()
     timings: dict[str, float] = {}
     references = _reference_runs(crystal, potential, settings, m.reference_steps, reference_path,
@@ -131,7 +130,7 @@ def _reference_runs(crystal, potential, settings, steps, path: Path, *, progress
     """Plain NPT at T0 (zero, frozen bias) from the crystal and from a melt; cached in ``path``."""
     from potstill.sampling.bias import BiasGrid
     from potstill.sampling.md import sample_md
-    from potstill.sampling.momt import MomtRun, MomtSettings
+    from potstill.sampling.momt import MomtRun
 
     if path.exists():
         with np.load(path) as data:
@@ -140,12 +139,11 @@ def _reference_runs(crystal, potential, settings, steps, path: Path, *, progress
     melt = list(sample_md(crystal, **potential, temperatures_K=[2.0 * settings.temperature_K],
                           steps_per_temperature=20_000, interval=20_000, seed=settings.seed))[-1]
     traces = {}
+    plain = dataclasses.replace(settings, trace_interval=100)
     task = progress.add_task("plain NPT reference runs", total=2) if progress else None
     for name, atoms in (("crystal", crystal), ("liquid", melt)):
         bias = BiasGrid.empty((-1.0, 1.0), (-1.0, 1.0), 4, 4)
         bias.frozen = True
-        plain = MomtSettings(temperature_K=settings.temperature_K, pressure_bar=settings.pressure_bar,
-                             timestep_fs=settings.timestep_fs, trace_interval=100, seed=settings.seed)
         with MomtRun.start(atoms, **potential, bias=bias, settings=plain) as run:
             run.md(steps)
             traces[name] = run.trace
