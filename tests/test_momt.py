@@ -150,3 +150,15 @@ def test_momt_workflow_from_yaml_and_cli_sampler_option(tmp_path):
     from potstill.store import Store
 
     assert len(Store(out / "pool.db")) == 6
+
+
+def test_momt_stage_rejects_a_start_that_is_not_an_fcc_cube(tmp_path):
+    from potstill.config import load_config
+    from potstill.workflows import momt
+
+    config = tmp_path / "momt.yaml"
+    config.write_text("species: [Ni]\nsample:\n  sampler: momt\n"
+                      "  structure: {element: Ni, lattice: hcp, repeat: [2, 2, 2]}\n")
+    with pytest.raises(PotstillError, match="lattice: fcc and repeat"):
+        momt.sample(load_config(config), tmp_path / "run")
+    assert not (tmp_path / "run" / "pool.db").exists()

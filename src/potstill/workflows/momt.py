@@ -43,6 +43,11 @@ def sample(config: RunConfig, out: Path, *, overwrite: bool = False, resume: boo
     start = config.sample.structure or config.sample.starts()[0]
     if start.element not in config.species:
         raise PotstillError(f"sample structure element {start.element} not in species {config.species}")
+    if start.lattice != "fcc" or len(set(start.repeat)) != 1:
+        raise PotstillError(
+            f"MOMT's order parameter counts FCC reciprocal vectors of an n x n x n cubic FCC cell; got "
+            f"{start.lattice} repeated {list(start.repeat)}: use lattice: fcc and repeat: [n, n, n]"
+        )
     pool, state_path, reference_path = out / "pool.db", out / "momt_state.npz", out / "momt_reference.npz"
     record_path = out / "sample.json"
     outputs = [pool, state_path, reference_path, record_path]
