@@ -176,3 +176,15 @@ def test_cli_runs_the_comparison(pools, tmp_path):
     assert result.exit_code == 0, result.output
     assert len(read_results(tmp_path / "run" / "compare" / "results.jsonl")) == 1
     assert "compare-selectors" in CliRunner().invoke(app, ["--help"]).output
+
+
+def test_descriptor_selectors_share_one_aev_cache_across_combinations():
+    from potstill.selection import make_selector
+    from potstill.workflows import compare
+
+    first = compare._share_descriptor(make_selector("fps"), {})
+    second = compare._share_descriptor(make_selector("rnd"), {})
+    assert first.descriptor is second.descriptor
+    own = compare._share_descriptor(make_selector("fps", aev="demo"), {"aev": "demo"})
+    assert own.descriptor is not first.descriptor
+    assert not hasattr(compare._share_descriptor(make_selector("random"), {}), "descriptor")

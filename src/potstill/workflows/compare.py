@@ -114,9 +114,26 @@ def _select(task: ComboTask) -> list[int]:
     from potstill.selection import make_selector
 
     candidates = Store(task.pool_url, create=False).frames(list(task.pool_ids))
-    selector = make_selector(task.selector_name, **task.selector_options)
+    selector = _share_descriptor(make_selector(task.selector_name, **task.selector_options), task.selector_options)
     positions = selector.select(candidates, task.n_train, rng=np.random.default_rng(task.seed))
     return [int(task.pool_ids[p]) for p in positions]
+
+
+_SHARED_DESCRIPTOR = None
+
+
+def _share_descriptor(selector, options: dict):
+    """Give a descriptor-based ``selector`` built without ``descriptor``/``aev`` options
+    this process's one default AEV descriptor: its per-frame cache then serves every
+    (selector, budget, seed) run here, so the pool's AEVs are computed once per worker
+    instead of once per combination."""
+    global _SHARED_DESCRIPTOR
+    if not hasattr(selector, "descriptor") or {"descriptor", "aev"} & set(options):
+        return selector
+    if _SHARED_DESCRIPTOR is None:
+        _SHARED_DESCRIPTOR = selector.descriptor
+    selector.descriptor = _SHARED_DESCRIPTOR
+    return selector
 
 
 def _train(task: ComboTask, selected_ids: list[int]):
