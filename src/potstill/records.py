@@ -56,6 +56,16 @@ def read_record(path: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def claim_settings(root: Path, settings: dict, *, refusal: str) -> None:
+    """Write ``settings`` to ``root/settings.json``, or check that a resumed run's earlier
+    ones are the same; a mismatch raises ``refusal`` (a run would mix two settings)."""
+    path = root / "settings.json"
+    if path.exists() and json.loads(path.read_text()) != settings:
+        raise PotstillError(refusal)
+    root.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2))
+
+
 def claim_output(paths: list[Path], *, overwrite: bool, resume: bool, what: str) -> None:
     """Make sure ``paths`` may be written: remove them with ``overwrite``, keep them with
     ``resume``, otherwise refuse if any exists."""

@@ -42,7 +42,7 @@ import numpy as np
 
 from potstill.config import CompareConfig, PoolSpec, RunConfig, SelectorSpec, load_config
 from potstill.errors import PotstillError
-from potstill.records import claim_output, jsonable, write_record
+from potstill.records import claim_output, claim_settings, jsonable, write_record
 from potstill.store import Store
 
 
@@ -187,7 +187,9 @@ def compare_selectors(config: RunConfig, compare: CompareConfig, out: Path, *, o
     tasks = _tasks(config, compare, root, pool_ids, test_ids)
     claim_output([root], overwrite=overwrite, resume=resume, what="compare-selectors")
     started = time.time()
-    _claim_settings(root, config, compare)
+    claim_settings(root, _settings(config, compare),
+                   refusal=f"{root} holds results of other settings (pools, model, train or md); "
+                           "pass --overwrite to start over")
     done = _finished(root / "results.jsonl", tasks)
     todo = [t for t in tasks if t.key not in done]
     _run(todo, compare, root, progress)
@@ -268,16 +270,6 @@ def _settings(config: RunConfig, compare: CompareConfig) -> dict:
         "train": config.train.model_dump(), "model": config.model.model_dump(), "species": config.species,
         "reference": config.reference.model_dump(),
     }, default=jsonable))
-
-
-def _claim_settings(root: Path, config: RunConfig, compare: CompareConfig) -> None:
-    path = root / "settings.json"
-    settings = _settings(config, compare)
-    if path.exists() and json.loads(path.read_text()) != settings:
-        raise PotstillError(f"{root} holds results of other settings (pools, model, train or md); "
-                            "pass --overwrite to start over")
-    root.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2))
 
 
 def read_results(path: Path) -> list[dict]:

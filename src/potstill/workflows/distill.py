@@ -37,7 +37,7 @@ import numpy as np
 
 from potstill.config import DistillConfig, RunConfig
 from potstill.errors import PotstillError
-from potstill.records import claim_output, jsonable, write_record
+from potstill.records import claim_output, claim_settings, jsonable, write_record
 from potstill.store import Store
 from potstill.training import strategies
 from potstill.training.strategies import MemberTask, Split, UQStats
@@ -86,7 +86,8 @@ def distill(config: RunConfig, out: Path, *, overwrite: bool = False, resume: bo
     started = time.time()
     pool = _open_pool(d, out)
     _check(config, pool)
-    _claim_settings(root, config)
+    claim_settings(root, _settings(config),
+                   refusal=f"{root} was distilled with other settings; pass --overwrite to start over")
     training = Store(root / "train.db")
     iterations: list[_Iteration] = []
     with _executor(d) as executor:
@@ -132,16 +133,6 @@ def _settings(config: RunConfig) -> dict:
         "train": config.train.model_dump(), "model": config.model.model_dump(), "species": config.species,
         "reference": config.reference.model_dump(),
     }, default=jsonable))
-
-
-def _claim_settings(root: Path, config: RunConfig) -> None:
-    """Remember the settings; a resumed run with other settings would mix two runs."""
-    path = root / "settings.json"
-    settings = _settings(config)
-    if path.exists() and json.loads(path.read_text()) != settings:
-        raise PotstillError(f"{root} was distilled with other settings; pass --overwrite to start over")
-    root.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2))
 
 
 def _executor(d: DistillConfig):
