@@ -52,14 +52,7 @@ def build_pool(path: Path, n_frames: int):
         interval=50,
         seed=1,
     )
-    chunk = []
-    for frame in frames:
-        chunk.append(frame)
-        if len(chunk) == 1000:
-            store.add(chunk)
-            chunk = []
-    if chunk:
-        store.add(chunk)
+    store.add_stream(frames, chunk=1000)
     return store
 
 

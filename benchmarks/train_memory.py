@@ -47,13 +47,7 @@ def build_pool(path: Path, n_frames: int) -> Store:
         interval=10,
         seed=1,
     )
-    chunk = []
-    for frame in frames:
-        chunk.append(frame)
-        if len(chunk) == 1000:
-            store.add(chunk)
-            chunk = []
-    store.add(chunk)
+    store.add_stream(frames, chunk=1000)
     return store
 
 

@@ -71,6 +71,17 @@ class Store:
                 ids.append(db.write(atoms, key_value_pairs=kvp, data=data))
         return ids
 
+    def add_stream(self, frames: Iterable[Atoms], *, chunk: int = 200) -> int:
+        """Write an iterator of frames ``chunk`` per transaction (a crash loses at most the
+        chunk in flight); returns how many were written."""
+        batch, n = [], 0
+        for frame in frames:
+            batch.append(frame)
+            if len(batch) == chunk:
+                n += len(self.add(batch))
+                batch = []
+        return n + len(self.add(batch))
+
     def update(self, ids: Sequence[int], frames: Sequence[Atoms]) -> None:
         """Replace labels and provenance of rows ``ids`` by those on ``frames``.
 

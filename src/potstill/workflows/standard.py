@@ -105,14 +105,13 @@ def _sample_translate(config: RunConfig, out: Path, *, overwrite: bool, resume: 
 
 def _store_in_chunks(store: Store, frames, *, chunk: int = 200, **provenance) -> int:
     """Add ``frames`` (an iterator) to ``store`` ``chunk`` at a time, with ``provenance``."""
-    batch, n = [], 0
-    for frame in frames:
-        frame.info.update(provenance)
-        batch.append(frame)
-        if len(batch) == chunk:
-            n += len(store.add(batch))
-            batch = []
-    return n + len(store.add(batch))
+
+    def tagged():
+        for frame in frames:
+            frame.info.update(provenance)
+            yield frame
+
+    return store.add_stream(tagged(), chunk=chunk)
 
 
 # -- label --------------------------------------------------------------------------
