@@ -22,9 +22,11 @@ OPTIONS = {
     "grid": {"reference": "emt"},
     "threshold": {"score": "score", "k": 0.5},
     "rnd": {"train_steps": 20, "batch_size": 4},  # the greedy default is tested below
+    "committee": {"reference": "emt", "n_chunks": 2, "committee": 2,
+                  "overrides": {"hidden": [8]}, "train": {"max_epochs": 2, "batch_size": 8}},
 }
 # selectors that read labels or info entries (a bare frame is an error for them)
-NEEDS_LABELS = {"uniform-energy", "grid", "threshold"}
+NEEDS_LABELS = {"uniform-energy", "grid", "threshold", "committee"}
 SELECTORS = available()
 
 
@@ -353,3 +355,43 @@ def test_threshold_returns_frames_above_mu_plus_k_sigma_highest_first():
     # the already-selected frames are the default reference window
     assert make_selector("threshold", score="uq", k=1.0).select(
         frames, 5, rng=np.random.default_rng(0), exclude=[12, 13]).tolist() == []
+
+
+# -- committee ------------------------------------------------------------------------
+_SMALL_COMMITTEE = {"reference": "emt", "n_chunks": 2, "committee": 3, "overrides": {"hidden": [16, 16]},
+                    "train": {"max_epochs": 40, "batch_size": 4, "lr": 3e-3}}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_committee_picks_the_compressed_and_liquid_frames_of_the_second_chunk(seed):
+    # chunk 0: 10 near-equilibrium solids; chunk 1: 8 more solids and two frames unlike
+    # anything trained on, which the members disagree about most
+    frames = emt_frames(18, seed=seed)
+    frames.insert(13, _compressed())
+    frames.insert(17, _liquid(seed))
+    selector = make_selector("committee", **_SMALL_COMMITTEE)
+    picks = selector.select(frames, 6, rng=np.random.default_rng(seed))
+    second = picks[3:].tolist()  # chunk 1's quota of 3, highest score first
+    assert set(second[:2]) == {13, 17}
+    assert set(picks[:3].tolist()) <= set(range(10))  # chunk 0: random among its own frames
+    chunk = selector.chunks_[1]
+    assert chunk["picked"] == 3 and chunk["score_max_eV"] > 3 * chunk["score_median_eV"]
+    assert np.isnan(selector.scores_[:3]).all() and (np.diff(selector.scores_[3:]) <= 0).all()
+
+
+def test_committee_trains_first_on_the_excluded_frames():
+    # excluded frames count as already in the training set: every committee trains on them
+    frames = emt_frames(16, seed=4)
+    selector = make_selector("committee", **{**_SMALL_COMMITTEE, "n_chunks": 3})
+    trained_on = []
+    real_train = selector._train
+
+    def spy(training, species, *, seed):
+        trained_on.append([next(i for i, f in enumerate(frames) if f is atoms) for atoms in training])
+        return real_train(training, species, seed=seed)
+
+    selector._train = spy
+    picks = selector.select(frames, 6, rng=np.random.default_rng(0), exclude=[0, 5])
+    assert len(trained_on) == 2  # before chunks 1 and 2
+    assert trained_on[0] == [0, 5, *picks[:2].tolist()]
+    assert trained_on[1] == [0, 5, *picks[:4].tolist()]

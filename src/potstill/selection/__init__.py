@@ -12,7 +12,8 @@
   ``mahalanobis``, ``rnd``, ``uniform-energy``) count them as already in the training
   set: FPS measures distances from them, Mahalanobis and RND start from their atoms,
   grid keeps them at every level, uniform-energy counts them in their energy bins;
-  ``threshold`` takes them as its default reference window.
+  ``threshold`` takes them as its default reference window, ``committee`` trains its
+  first committee on them.
 - ``indices``: ``(m,)`` int array of unique positions into ``candidates``, in the order
   picked (``random``: sorted); ``m == n`` for every selector except ``threshold``,
   which returns only candidates above its threshold (``m <= n``).
@@ -39,6 +40,7 @@ _REGISTRY: dict[str, str] = {
     "threshold": "potstill.selection.threshold:ThresholdSelector",
     "mahalanobis": "potstill.selection.mahalanobis:MahalanobisSelector",
     "rnd": "potstill.selection.rnd:RNDSelector",
+    "committee": "potstill.selection.committee:CommitteeSelector",
 }
 
 
