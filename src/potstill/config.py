@@ -178,7 +178,17 @@ class ValidateConfig(_Section):
     element: str | None = None
 
 
-class DistillConfig(_Section):
+class _FanOut(_Section):
+    """Where independent jobs (committee members, comparison runs) run: ``executor``
+    ``serial`` (in this process), ``process`` (``workers`` local processes) or ``dask``
+    (a local cluster, or the scheduler at ``scheduler_address``)."""
+
+    executor: Literal["serial", "process", "dask"] = "serial"
+    workers: int = Field(1, ge=1)
+    scheduler_address: str | None = None
+
+
+class DistillConfig(_FanOut):
     """Committee active-learning distillation (seed 000 SI Note 4; strategies, reference
     window and noise augmentation from seed 004). The committee is ``train.committee``
     models (3, 5 or 7) trained with the ``train`` settings.
@@ -204,9 +214,6 @@ class DistillConfig(_Section):
     augment_copies: int = Field(1, ge=1)
     augment_delta_A: float = Field(0.05, ge=0)
     evaluate_pool: bool = True
-    executor: Literal["serial", "process", "dask"] = "serial"
-    workers: int = Field(1, ge=1)
-    scheduler_address: str | None = None
     seed: int = 0
 
     @model_validator(mode="after")
@@ -253,7 +260,7 @@ class MDCheckConfig(_Section):
     enabled: bool = True
 
 
-class CompareConfig(_Section):
+class CompareConfig(_FanOut):
     """The ``compare`` section: pools, selectors x budgets x seeds, the stability MD and
     where training runs (``executor``: serial, process or dask, ``workers``)."""
 
@@ -263,9 +270,6 @@ class CompareConfig(_Section):
     budgets: list[int | float]
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     md: MDCheckConfig = Field(default_factory=MDCheckConfig)
-    executor: Literal["serial", "process", "dask"] = "serial"
-    workers: int = Field(1, ge=1)
-    scheduler_address: str | None = None
 
     @field_validator("pool", "test_pool", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ committee adds ``energy_std`` (eV) and ``energies_std`` (n_atoms,) eV.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Sequence
 
 import numpy as np
@@ -22,18 +23,26 @@ def predict(
     frames: Sequence[Atoms],
     *,
     batch_size: int = 32,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = torch.float64,
     device: str = "cpu",
+    forces: bool = True,
     progress=None,
 ) -> list[dict[str, np.ndarray | float]]:
-    """Per-frame predictions of ``model`` (an ``ANIModel`` or ``Committee``)."""
+    """Per-frame predictions of ``model`` (an ``ANIModel`` or ``Committee``): ``energy``
+    (eV), ``energies`` ``(n_atoms,)`` eV, and with ``forces`` also ``forces``
+    ``(n_atoms, 3)`` eV/A and, for periodic frames, ``stress`` (Voigt, eV/A^3); a
+    committee adds the member stds (``energy_std``, ``energies_std``, ``forces_std``).
+    ``dtype=None`` keeps the model's own precision."""
+    if dtype is None:
+        dtype = next(model.parameters()).dtype
     model = model.to(device=device, dtype=dtype).eval()
     results: list[dict] = []
     task = progress.add_task("predicting", total=len(frames)) if progress else None
     for start in range(0, len(frames), batch_size):
         chunk = list(frames[start : start + batch_size])
         batch = Batch.from_atoms(chunk, species=model.species, cutoff=model.cutoff, dtype=dtype, device=device)
-        out = model(batch, forces=True, stress=all(a.pbc.all() for a in chunk))
+        with torch.no_grad() if not forces else nullcontext():
+            out = model(batch, forces=forces, stress=forces and all(a.pbc.all() for a in chunk))
         results.extend(_split(out, batch, chunk))
         if progress is not None:
             progress.update(task, advance=len(chunk))

@@ -51,19 +51,11 @@ class FrameUncertainty:
 def committee_uncertainty(committee, frames: Sequence[Atoms], *, batch_size: int = 64) -> FrameUncertainty:
     """Committee-mean energies and per-atom std of atomic energies of ``frames``
     (energies only: no forces or stress are computed)."""
-    energies, atom_std = [], []
-    committee.eval()
-    with torch.no_grad():
-        for start in range(0, len(frames), batch_size):
-            chunk = list(frames[start : start + batch_size])
-            batch = committee.batch(chunk)
-            out = committee(batch, forces=False, stress=False)
-            energies.append(out["energy"].double().cpu().numpy())
-            std = out["atomic_energies_std"].double().cpu().numpy()
-            index = batch.frame_index.cpu().numpy()
-            atom_std.extend(std[index == b] for b in range(len(chunk)))
-    energy = np.concatenate(energies) if energies else np.zeros(0)
-    return FrameUncertainty(energy=energy, atom_std=atom_std)
+    from potstill.predict import predict
+
+    predictions = predict(committee, frames, batch_size=batch_size, dtype=None, forces=False)
+    return FrameUncertainty(energy=np.array([p["energy"] for p in predictions]),
+                            atom_std=[p["energies_std"] for p in predictions])
 
 
 @dataclass(frozen=True)
@@ -113,13 +105,11 @@ class Split:
 def split_keys(keys: Sequence[int], validation_fraction: float, rng: np.random.Generator) -> Split:
     """Random split of ``keys``: ``round(fraction * n)`` to validation (at least one when
     there are two or more keys, none for a single key)."""
+    from potstill.training.trainer import validation_count
+
     keys = np.asarray(list(keys), dtype=int)
     order = rng.permutation(len(keys))
-    n_val = int(round(validation_fraction * len(keys)))
-    if len(keys) >= 2:
-        n_val = min(max(n_val, 1), len(keys) - 1)
-    else:
-        n_val = 0
+    n_val = validation_count(len(keys), validation_fraction)
     return Split(train=sorted(keys[order[n_val:]].tolist()), validation=sorted(keys[order[:n_val]].tolist()))
 
 

@@ -49,12 +49,20 @@ class TrainResult:
     wall_time_s: float = 0.0
 
 
+def validation_count(n_frames: int, validation_fraction: float) -> int:
+    """Frames held out for validation: ``round(fraction * n_frames)``, at least one and
+    leaving at least one to train (none when there is a single frame)."""
+    if n_frames < 2:
+        return 0
+    return min(max(1, int(round(validation_fraction * n_frames))), n_frames - 1)
+
+
 def split_indices(n_frames: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded random split of ``range(n_frames)`` into (train, validation) index arrays."""
     if n_frames < 2:
         raise PotstillError(f"need at least 2 labeled frames to train, got {n_frames}")
     order = np.random.default_rng(seed).permutation(n_frames)
-    n_val = min(max(1, int(round(validation_fraction * n_frames))), n_frames - 1)
+    n_val = validation_count(n_frames, validation_fraction)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
