@@ -510,7 +510,6 @@ def _collect_angular(computer: AEVComputer, species: Tensor, neighbors: Neighbor
     """Angular AEV ``(n_total, species_pairs * shifts * sections)``; see :func:`_ani_aev`."""
     term = computer.angular
     n_total, n_pairs = species.shape[0], computer.num_species_pairs
-    n_shifts, n_sections = term.shifts.numel(), term.sections.numel()
     if neighbors.indices.shape[1] < 2:
         return neighbors.diff_vectors.new_zeros((n_total, computer.angular_len))
     triples = neighbors_to_triples(neighbors)
@@ -527,14 +526,25 @@ def _collect_angular(computer: AEVComputer, species: Tensor, neighbors: Neighbor
     radial_factor = _gaussians(mean_distances, cutoff[0] * cutoff[1], term.shifts, term.eta)
     n_rows = n_total * n_pairs
     flat, width = _triple_slots(computer, species, neighbors.indices, triples)
-    padded_radial = radial_factor.new_zeros((n_rows * width, n_shifts))
+    _, _, angular = _padded_products(radial_factor, angle_factor, flat, n_rows, width)
+    return angular.reshape(n_total, computer.angular_len)
+
+
+def _padded_products(
+    radial_factor: Tensor, angle_factor: Tensor, flat: Tensor, n_rows: int, width: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Scatter the per-triple factors ``radial_factor (T, shifts)`` and ``angle_factor
+    (T, sections)`` to their slots ``flat`` of ``n_rows`` rows padded to ``width``; return
+    both padded factors ``(rows, width, channels)`` and their per-row product, the
+    angular AEV blocks ``(rows, shifts, sections)``."""
+    padded_radial = radial_factor.new_zeros((n_rows * width, radial_factor.shape[1]))
     padded_radial = padded_radial.index_copy_(0, flat, radial_factor).view(n_rows, width, -1)
-    padded_angle = angle_factor.new_zeros((n_rows * width, n_sections))
+    padded_angle = angle_factor.new_zeros((n_rows * width, angle_factor.shape[1]))
     padded_angle = padded_angle.index_copy_(0, flat, angle_factor).view(n_rows, width, -1)
     # (rows, sections, shifts) -> (rows, shifts, sections); transposing the narrower
     # angle factor is cheaper than transposing the radial one
     angular = torch.bmm(padded_angle.transpose(1, 2), padded_radial).transpose(1, 2)
-    return angular.reshape(n_total, computer.angular_len)
+    return padded_radial, padded_angle, angular
 
 
 def _triple_slots(
@@ -669,11 +679,7 @@ def _angular_with_vjp(computer: AEVComputer, species: Tensor, neighbors: Neighbo
     )
     n_rows = n_total * n_pairs
     flat, width = _triple_slots(computer, species, angular_neighbors.indices, triples)
-    padded_radial = radial_factor.new_zeros((n_rows * width, n_shifts))
-    padded_radial = padded_radial.index_copy_(0, flat, radial_factor).view(n_rows, width, -1)
-    padded_angle = angle_factor.new_zeros((n_rows * width, n_sections))
-    padded_angle = padded_angle.index_copy_(0, flat, angle_factor).view(n_rows, width, -1)
-    angular = torch.bmm(padded_angle.transpose(1, 2), padded_radial).transpose(1, 2)
+    padded_radial, padded_angle, angular = _padded_products(radial_factor, angle_factor, flat, n_rows, width)
 
     def vjp(energy_by_angular: Tensor, by_distances: Tensor, by_vectors: Tensor) -> None:
         by_rows = energy_by_angular.reshape(n_rows, n_shifts, n_sections)
