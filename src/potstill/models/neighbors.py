@@ -280,7 +280,6 @@ class FrameBatcher:
         self._previous: Batch | None = None
 
     def __call__(self, atoms: Atoms) -> Batch:
-        pairs, shifts = frame_pairs(atoms, self.cutoff)
         previous = self._previous
         if previous is None or not np.array_equal(atoms.numbers, self._numbers):
             previous = Batch.from_atoms(
@@ -288,9 +287,12 @@ class FrameBatcher:
             )
             self._numbers = atoms.numbers.copy()
             self._cell = atoms.cell[:].copy()
-            self._pairs = pairs, shifts
+            # the batch's own pair list (one frame: no offsets), searched once
+            self._pairs = (previous.pairs.cpu().numpy(),
+                           previous.shifts.cpu().numpy().round().astype(np.int64))
             self._previous = previous
             return previous
+        pairs, shifts = frame_pairs(atoms, self.cutoff)
         batch = dataclasses.replace(
             previous,
             positions=torch.tensor(atoms.positions, dtype=self.dtype, device=self.device),
