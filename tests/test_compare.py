@@ -188,3 +188,17 @@ def test_descriptor_selectors_share_one_aev_cache_across_combinations():
     own = compare._share_descriptor(make_selector("fps", aev="demo"), {"aev": "demo"})
     assert own.descriptor is not first.descriptor
     assert not hasattr(compare._share_descriptor(make_selector("random"), {}), "descriptor")
+
+
+def test_min_pair_distance_counts_periodic_images():
+    from ase.build import bulk
+    from ase.neighborlist import neighbor_list
+
+    from potstill.validation.stability import min_pair_distance
+
+    one = bulk("Ni", "fcc", a=3.52)  # one atom: its nearest neighbours are its own images
+    assert min_pair_distance(one) == pytest.approx(3.52 / np.sqrt(2), abs=1e-12)
+    rattled = bulk("Ni", "fcc", a=3.52, cubic=True).repeat(2)
+    rattled.rattle(0.2, seed=1)
+    assert min_pair_distance(rattled) == pytest.approx(neighbor_list("d", rattled, 3.0).min(), abs=1e-12)
+    assert min_pair_distance(rattled, cutoff_A=1.0) == float("inf")

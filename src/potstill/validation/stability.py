@@ -89,10 +89,14 @@ def md_stability(
 def min_pair_distance(atoms: Atoms, cutoff_A: float = 3.0) -> float:
     """Shortest interatomic distance (A, periodic images included); ``inf`` when no pair
     is closer than ``cutoff_A``."""
-    from ase.neighborlist import neighbor_list
+    from potstill.models.neighbors import frame_pairs
 
-    distances = neighbor_list("d", atoms, cutoff_A)
-    return float(distances.min()) if len(distances) else math.inf
+    pairs, shifts = frame_pairs(atoms, cutoff_A)  # vesin, as the models' own neighbour search
+    if pairs.shape[1] == 0:
+        return math.inf
+    positions = atoms.get_positions()
+    vectors = positions[pairs[0]] - positions[pairs[1]] + shifts @ atoms.cell[:]
+    return float(np.sqrt((vectors**2).sum(axis=1)).min())
 
 
 def _check(atoms: Atoms, state: dict, *, min_distance_A: float, max_force_eV_per_A: float,
