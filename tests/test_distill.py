@@ -189,3 +189,19 @@ def test_executors_run_jobs_and_dask_is_optional():
         with pytest.raises(PotstillError, match=r"pip install 'potstill\[dask\]'") as error:
             make_executor("dask", workers=2)
         assert "\n" not in str(error.value)
+
+
+def test_baseline_run_gives_the_mae_ratio_to_the_all_frames_committee(pool, tmp_path):
+    base, run = tmp_path / "all", tmp_path / "run"
+    all_frames = distill(_config(pool, n_chunks=1), base)
+    assert all_frames["n_selected"] == 24 and all_frames["fraction_kept"] == 1.0
+    pending = distill(_config(pool, n_chunks=2, baseline_run=str(tmp_path / "later")), run)
+    assert "missing" in pending["baseline"]  # noted, nothing lost: resume once it exists
+    summary = distill(_config(pool, n_chunks=2, baseline_run=str(base)), run, resume=True)
+    reference = all_frames["pool_energy_mae_meV_per_atom"]
+    assert summary["baseline"]["pool_energy_mae_meV_per_atom"] == reference
+    assert summary["baseline"]["mae_ratio"] == pytest.approx(summary["pool_energy_mae_meV_per_atom"] / reference)
+    other = tmp_path / "other"
+    distill(_config(pool, n_chunks=1, stride=2), other)
+    with pytest.raises(PotstillError, match="not an n_chunks: 1 run of the same 24 pool frames"):
+        distill(_config(pool, n_chunks=2, baseline_run=str(other)), run, resume=True)

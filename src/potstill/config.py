@@ -201,6 +201,9 @@ class DistillConfig(_FanOut):
     of the frames kept so far, or of the pool frames ``reference_window`` (start, stop).
     ``augment_copies``/``augment_delta_A``: copies per kept frame with uniform coordinate
     noise, relabeled by the run's reference (copy 0 is the frame itself).
+    ``baseline_run``: output directory of a distill run of the same pool with
+    ``n_chunks: 1`` (the committee trained on all frames); its pool MAE and the ratio
+    to it go into the summary and the curve.
     """
 
     pool: str | None = None
@@ -214,6 +217,7 @@ class DistillConfig(_FanOut):
     augment_copies: int = Field(1, ge=1)
     augment_delta_A: float = Field(0.05, ge=0)
     evaluate_pool: bool = True
+    baseline_run: str | None = None
     seed: int = 0
 
     @model_validator(mode="after")

@@ -129,7 +129,7 @@ def _check(config: RunConfig, pool: _Pool) -> None:
 
 def _settings(config: RunConfig) -> dict:
     return json.loads(json.dumps({
-        "distill": config.distill.model_dump(exclude={"executor", "workers", "scheduler_address"}),
+        "distill": config.distill.model_dump(exclude={"executor", "workers", "scheduler_address", "baseline_run"}),
         "train": config.train.model_dump(), "model": config.model.model_dump(), "species": config.species,
         "reference": config.reference.model_dump(),
     }, default=jsonable))
@@ -349,6 +349,23 @@ def _load_iteration(root: Path, i: int) -> _Iteration | None:
 
 
 # -- outputs --------------------------------------------------------------------------
+def _baseline(run: Path, pool: _Pool, mae: float | None) -> dict:
+    """The all-frames committee of ``run`` (a finished ``n_chunks: 1`` distill run of the
+    same pool): its pool MAE and ``ratio`` = this run's MAE / it. A baseline that is not
+    (yet) there is noted in the summary, not an error: rerun with --resume once it is."""
+    path = run / "report" / "summary.json"
+    if not path.exists():
+        return {"run": str(run), "missing": f"{path} not found; run the baseline, then `potstill distill --resume`"}
+    other = json.loads(path.read_text()).get("distill") or {}
+    if other.get("pool") != pool.store.url or other.get("n_pool") != len(pool.ids) or other.get("n_chunks") != 1:
+        raise PotstillError(f"distill.baseline_run {run} is not an n_chunks: 1 run of the same {len(pool.ids)} pool "
+                            f"frames of {pool.store.url}; point it to one")
+    reference = other.get("pool_energy_mae_meV_per_atom")
+    return {"run": str(run), "n_selected": other.get("n_selected"), "pool_energy_mae_meV_per_atom": reference,
+            "mae_ratio": None if mae is None or not reference else mae / reference}
+
+
+
 _CURVE_KEYS = ("iteration", "chunk", "n_chunk", "n_new", "n_selected", "n_training_frames", "fraction_new_of_chunk",
                "fraction_kept", "fraction_kept_of_seen", "threshold_eV", "mu_eV", "sigma_eV", "chunk_score_max_eV",
                "pool_energy_mae_meV_per_atom", "pool_energy_rmse_meV_per_atom", "retrained", "wall_time_s")
@@ -374,10 +391,13 @@ def _finish(config: RunConfig, out: Path, pool: _Pool, iterations: list[_Iterati
         "pool_energy_mae_meV_per_atom": last.get("pool_energy_mae_meV_per_atom"),
         "curve": curve, "wall_time_s": round(sum(it.record["wall_time_s"] for it in iterations), 1),
     }
+    if d.baseline_run is not None:
+        summary["baseline"] = _baseline(Path(d.baseline_run), pool, summary["pool_energy_mae_meV_per_atom"])
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
     if d.evaluate_pool:
-        distill_curve(curve, path=report / "distill_curve.png",
+        baseline = summary.get("baseline") or {}
+        distill_curve(curve, path=report / "distill_curve.png", baseline=baseline.get("pool_energy_mae_meV_per_atom"),
                       title=f"{config.name}: {d.strategy}, K={config.train.committee}, mu+{d.k_sigma:g} sigma")
         summary["figure"] = "distill_curve.png"
     summary_path = report / "summary.json"
