@@ -86,3 +86,54 @@ def test_store_view_is_read_in_chunks_and_gives_the_same_aev(tmp_path):
     fresh = AEVDescriptor(["Ni"]).per_atom(frames)
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(from_store, fresh))
     assert torch.get_num_threads() == 1  # tests keep torch to one thread (conftest)
+
+
+# -- SOAP (DScribe) ---------------------------------------------------------------------
+def test_soap_is_invariant_to_rotation_translation_and_atom_order():
+    from potstill.descriptors import make_descriptor
+
+    soap = make_descriptor("soap", r_cut=4.5, n_max=4, l_max=3)
+    atoms = bulk("Ni", "fcc", a=3.52, cubic=True).repeat(2)
+    atoms.rattle(0.1, seed=2)
+    base = soap(atoms)
+    assert base.shape == (32, soap(atoms).shape[1]) and base.dtype == np.float32 and np.isfinite(base).all()
+    moved = atoms.copy()
+    moved.positions += [0.37, -1.1, 2.05]
+    moved.wrap()
+    np.testing.assert_allclose(soap(moved), base, rtol=1e-4, atol=1e-6)
+    turned = atoms.copy()
+    turned.rotate(33, "z", rotate_cell=True)
+    np.testing.assert_allclose(soap(turned), base, rtol=1e-4, atol=1e-6)
+    order = np.random.default_rng(0).permutation(32)
+    np.testing.assert_allclose(soap(atoms[order]), base[order], rtol=1e-4, atol=1e-6)
+    # a different environment gives a different vector
+    assert np.abs(soap(bulk("Ni", "fcc", a=3.3, cubic=True).repeat(2))[0] - base[0]).max() > 1e-3
+
+
+def test_soap_unknown_element_and_bad_options_are_one_line_errors():
+    from potstill.descriptors import make_descriptor
+    from potstill.errors import PotstillError
+
+    soap = make_descriptor("soap", species=["Ni"])
+    with pytest.raises(PotstillError, match="outside the descriptor's species"):
+        soap(bulk("Cu", "fcc", a=3.6, cubic=True))
+    with pytest.raises(PotstillError, match="r_cut > 0"):
+        make_descriptor("soap", r_cut=-1.0)
+    with pytest.raises(PotstillError, match="unknown descriptor 'soup'"):
+        make_descriptor("soup")
+
+
+def test_rnd_with_soap_descriptors_picks_the_liquid_frame_early():
+    from ase.calculators.emt import EMT
+
+    from potstill.frames import labels_from_calculator
+    from potstill.selection import make_selector
+
+    frames = emt_frames(30, seed=1)
+    liquid = bulk("Ni", "fcc", a=3.60, cubic=True).repeat(2)
+    liquid.rattle(0.45, seed=0)
+    liquid.calc = EMT()
+    frames.append(labels_from_calculator(liquid, "emt"))
+    picks = make_selector("rnd", descriptor={"name": "soap", "r_cut": 4.5}).select(
+        frames, 3, rng=np.random.default_rng(0))
+    assert 30 in picks.tolist()

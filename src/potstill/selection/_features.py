@@ -116,8 +116,17 @@ def per_atom_features(candidates: Sequence, descriptor: Any) -> AtomFeatures:
 
 
 def default_descriptor(descriptor: Any, aev: Any) -> Any:
-    """``descriptor`` if given, else an :class:`~potstill.descriptors.AEVDescriptor`
-    with AEV parameters ``aev`` (an ``AEVConfig``, a preset name, or None)."""
+    """``descriptor`` if given: an object with ``per_atom``, a registry name (``"aev"``,
+    ``"soap"``) or ``{"name": ..., **options}`` (as in a YAML); else an
+    :class:`~potstill.descriptors.AEVDescriptor` with AEV parameters ``aev`` (an
+    ``AEVConfig``, a preset name, or None)."""
+    if isinstance(descriptor, (str, dict)):
+        from potstill.descriptors import make_descriptor
+
+        spec = {"name": descriptor} if isinstance(descriptor, str) else dict(descriptor)
+        if "name" not in spec:
+            raise PotstillError(f"a descriptor given as options needs a `name` (aev or soap), got {descriptor}")
+        return make_descriptor(spec.pop("name"), **spec)
     if descriptor is not None:
         if not callable(getattr(descriptor, "per_atom", None)):
             raise PotstillError(
