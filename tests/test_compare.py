@@ -68,6 +68,18 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
     assert entry["seeds"] == [0, 1] and set(entry["energy_l4_meV_per_atom"]) == {"mean", "std"}
     assert 0.0 <= entry["stable_fraction"] <= 1.0
     assert (out / "report" / "compare_errors.png").stat().st_size > 0 and summary["table"] == saved["table"]
+    # versus random: the ratios of the seed means, and the verdicts that follow from them
+    for verdict in saved["versus_random"]:
+        assert verdict["selector"] == "uniform-energy"
+        mine, base = ({r["selector"]: r for r in saved["table"] if r["n_train"] == verdict["n_train"]}[s]
+                      for s in ("uniform-energy", "random"))
+        ratio = mine["force_rmse_eV_per_A"]["mean"] / base["force_rmse_eV_per_A"]["mean"]
+        assert verdict["force_rmse_eV_per_A_ratio"] == pytest.approx(ratio)
+        assert verdict["beats_random_force_rmse"] == (ratio < 1)
+    assert len(saved["versus_random"]) == 2
+    markdown = (out / "report" / "compare_table.md").read_text()
+    assert markdown.count("\n") == 2 + 4 and "| 4 | random |" in markdown
+    assert "<img src='compare_errors.png'" in (out / "report" / "compare.html").read_text()
     # a rerun refuses without --resume; with it, finished combinations are skipped
     with pytest.raises(PotstillError, match="--resume"):
         compare_selectors(run_config, compare, out)

@@ -50,6 +50,30 @@ def compare_plot(table: Sequence[Mapping], *, path: str | Path, title: str | Non
     return _save(fig, path)
 
 
+_COLUMNS = (
+    ("energy_mae_meV_per_atom", "energy MAE (meV/atom)", 1),
+    ("energy_l4_meV_per_atom", "energy L4 (meV/atom)", 1),
+    ("force_rmse_eV_per_A", "force RMSE (eV/A)", 3),
+    ("stress_mae_GPa", "stress MAE (GPa)", 3),
+)
+
+
+def compare_markdown(table: Sequence[Mapping]) -> str:
+    """The summary rows as a markdown table: per (frames, selector) mean +- std over
+    seeds of the headline errors, and the stable models out of the seeds."""
+    head = ["frames", "selector", *(label for _, label, _ in _COLUMNS), "stable"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in sorted(table, key=lambda r: (r["n_train"], r["selector"])):
+        cells = [str(row["n_train"]), row["selector"]]
+        for metric, _, digits in _COLUMNS:
+            value = row.get(metric)
+            cells.append("-" if not value else f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}")
+        fraction = row.get("stable_fraction")
+        cells.append("-" if fraction is None else f"{round(fraction * len(row['seeds']))}/{len(row['seeds'])}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _legend(selector: str, rows: Sequence[Mapping]) -> str:
     fractions = [r["stable_fraction"] for r in rows if r.get("stable_fraction") is not None]
     if not fractions:

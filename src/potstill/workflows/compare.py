@@ -27,6 +27,7 @@ Run directory::
     <out>/compare/settings.json          what the results depend on; compare.json: record
     <out>/report/compare_summary.json    per (selector, budget): means, stds, stable fraction
     <out>/report/compare_errors.png      errors vs training-set size, one line per selector
+    <out>/report/compare_table.md, compare.html   the table (and the figure) for people
 
 A rerun with ``resume=True`` skips the combinations already in ``results.jsonl``.
 """
@@ -358,8 +359,29 @@ def summarize_results(rows: list[dict]) -> list[dict]:
     return sorted(table, key=lambda e: (e["selector"], e["n_train"]))
 
 
+def versus_random(table: list[dict], baseline: str = "random") -> list[dict]:
+    """For every other selector and frame count that ``baseline`` also ran: whether its
+    seed-mean energy L4 and force RMSE on the test pool are below the baseline's, and
+    the ratios (selector / baseline)."""
+    base = {row["n_train"]: row for row in table if row["selector"] == baseline}
+    verdicts = []
+    for row in table:
+        other = base.get(row["n_train"])
+        if row["selector"] == baseline or other is None:
+            continue
+        entry = {"selector": row["selector"], "n_train": row["n_train"], "budget": row["budget"]}
+        for metric in ("energy_l4_meV_per_atom", "force_rmse_eV_per_A"):
+            if row.get(metric) and other.get(metric):
+                ratio = row[metric]["mean"] / other[metric]["mean"]
+                entry[f"{metric}_ratio"] = ratio
+                entry[f"beats_{baseline}_{metric.split('_')[0]}_{metric.split('_')[1]}"] = ratio < 1
+        verdicts.append(entry)
+    return verdicts
+
+
 def _finish(config: RunConfig, compare: CompareConfig, out: Path, tasks: list[ComboTask], started: float) -> dict:
-    from potstill.report.compare import compare_plot
+    from potstill.report.compare import compare_markdown, compare_plot
+    from potstill.report.html import write_html
 
     root = out / "compare"
     wanted = {t.key for t in tasks}
@@ -371,6 +393,7 @@ def _finish(config: RunConfig, compare: CompareConfig, out: Path, tasks: list[Co
         "n_pool": len(tasks[0].pool_ids), "n_test": len(tasks[0].test_ids),
         "selectors": [s.model_dump() for s in compare.selectors], "budgets": compare.budgets, "seeds": compare.seeds,
         "n_finished": len(rows), "n_planned": len(tasks), "failed": failed, "table": table,
+        "versus_random": versus_random(table),
     }
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
@@ -378,6 +401,13 @@ def _finish(config: RunConfig, compare: CompareConfig, out: Path, tasks: list[Co
         compare_plot(table, path=report / "compare_errors.png",
                      title=f"{config.name}: {summary['n_test']} test frames, mean +- std of {len(compare.seeds)} seeds")
         summary["figure"] = "compare_errors.png"
+        markdown = compare_markdown(table)
+        (report / "compare_table.md").write_text(markdown)
+        write_html(report / "compare.html", title=f"{config.name}: selector benchmark",
+                   summary={"n_finished": len(rows), "n_planned": len(tasks), "failed": failed,
+                            "versus_random": summary["versus_random"]},
+                   tables=[(f"test pool: {summary['n_test']} frames; mean ± std over seeds {compare.seeds}", markdown)],
+                   figures=[report / "compare_errors.png"])
     (report / "compare_summary.json").write_text(json.dumps(summary, indent=2, default=jsonable))
     write_record(root / "compare.json", command="compare-selectors",
                  inputs={"compare": compare.model_dump(), **_settings(config, compare)},
@@ -386,4 +416,4 @@ def _finish(config: RunConfig, compare: CompareConfig, out: Path, tasks: list[Co
 
 
 __all__ = ["CompareConfig", "ComboTask", "compare_selectors", "load_compare_config", "read_results", "run_combo",
-           "summarize_results"]
+           "summarize_results", "versus_random"]
