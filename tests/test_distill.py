@@ -201,6 +201,9 @@ def test_baseline_run_gives_the_mae_ratio_to_the_all_frames_committee(pool, tmp_
     reference = all_frames["pool_energy_mae_meV_per_atom"]
     assert summary["baseline"]["pool_energy_mae_meV_per_atom"] == reference
     assert summary["baseline"]["mae_ratio"] == pytest.approx(summary["pool_energy_mae_meV_per_atom"] / reference)
+    table = (run / "report" / "distill_table.md").read_text().splitlines()
+    assert len(table) == 2 + 2 + 1 and table[-1].startswith("| all frames | | | 24 | 100.0 |")
+    assert "distill_curve.png" in (run / "report" / "distill.html").read_text()
     other = tmp_path / "other"
     distill(_config(pool, n_chunks=1, stride=2), other)
     with pytest.raises(PotstillError, match="not an n_chunks: 1 run of the same 24 pool frames"):

@@ -53,3 +53,21 @@ def distill_curve(curve: Sequence[Mapping], *, path: str | Path, title: str | No
     if title:
         ax.set_title(title, fontsize=9)
     return _save(fig, path)
+
+
+def distill_markdown(curve: Sequence[Mapping], baseline: Mapping | None = None) -> str:
+    """The curve as a markdown table (per iteration: chunk, frames added and kept, the
+    threshold, the pool MAE), with the all-frames baseline's MAE as a last row."""
+    lines = ["| iteration | chunk | added | kept | kept (% of pool) | threshold (meV) | pool energy MAE (meV/atom) |",
+             "|---|---|---|---|---|---|---|"]
+    for row in curve:
+        threshold = row.get("threshold_eV")
+        mae = row.get("pool_energy_mae_meV_per_atom")
+        lines.append(
+            f"| {row['iteration']} | {row['chunk'][0]}-{row['chunk'][1]} | {row['n_new']} | {row['n_selected']} | "
+            f"{100 * row['fraction_kept']:.1f} | {'-' if threshold is None else f'{1000 * threshold:.1f}'} | "
+            f"{'-' if mae is None else f'{mae:.2f}'} |")
+    if baseline and baseline.get("pool_energy_mae_meV_per_atom") is not None:
+        lines.append(f"| all frames | | | {baseline.get('n_selected')} | 100.0 | - | "
+                     f"{baseline['pool_energy_mae_meV_per_atom']:.2f} |")
+    return "\n".join(lines) + "\n"

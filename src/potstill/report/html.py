@@ -27,7 +27,8 @@ def write_html(
     path = Path(path)
     parts = [f"<h1>{html.escape(title)}</h1>", "<table class='kv'>"]
     for section, key, label, unit in _HEADLINE:
-        value = summary.get(section, {}).get(key)
+        block = summary.get(section)
+        value = block.get(key) if isinstance(block, dict) else None
         if value is not None:
             parts.append(f"<tr><th>{label}</th><td>{value:.4g} {unit}</td></tr>")
     if "wall_time_s" in summary:
@@ -64,6 +65,6 @@ def _markdown_table(table: str) -> str:
 def _headline_only(summary: dict) -> dict:
     """summary without the bulky per-quantity error blocks."""
     short = dict(summary)
-    if "pool" in short:
+    if isinstance(short.get("pool"), dict):
         short["pool"] = {k: v for k, v in short["pool"].items() if k != "errors"}
     return short

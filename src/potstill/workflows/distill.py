@@ -18,8 +18,8 @@ Run directory (``<out>/distill``)::
     selected_ids.json        kept pool ids and the iteration that kept each
     committee.pt             the final committee;  distill.json: the record
 
-and ``<out>/report/distill_curve.png`` plus a ``distill`` entry in
-``<out>/report/summary.json``. A rerun with ``resume=True`` skips finished iterations
+and ``<out>/report/distill_curve.png``, ``distill_table.md``, ``distill.html`` plus a
+``distill`` entry in ``<out>/report/summary.json``. A rerun with ``resume=True`` skips finished iterations
 and reuses finished members of an interrupted one.
 """
 
@@ -373,7 +373,8 @@ _CURVE_KEYS = ("iteration", "chunk", "n_chunk", "n_new", "n_selected", "n_traini
 
 def _finish(config: RunConfig, out: Path, pool: _Pool, iterations: list[_Iteration], started: float) -> dict:
     from potstill.models.ani import save_checkpoint
-    from potstill.report.distill import distill_curve
+    from potstill.report.distill import distill_curve, distill_markdown
+    from potstill.report.html import write_html
 
     root, d = out / "distill", config.distill
     last = iterations[-1].record
@@ -400,6 +401,13 @@ def _finish(config: RunConfig, out: Path, pool: _Pool, iterations: list[_Iterati
         distill_curve(curve, path=report / "distill_curve.png", baseline=baseline.get("pool_energy_mae_meV_per_atom"),
                       title=f"{config.name}: {d.strategy}, K={config.train.committee}, mu+{d.k_sigma:g} sigma")
         summary["figure"] = "distill_curve.png"
+    markdown = distill_markdown(curve, summary.get("baseline"))
+    (report / "distill_table.md").write_text(markdown)
+    write_html(report / "distill.html", title=f"{config.name}: committee distillation",
+               summary={k: v for k, v in summary.items() if k != "curve"},
+               tables=[(f"{d.n_chunks} chunks of {len(pool.ids)} pool frames, K = {config.train.committee}, "
+                        f"mu + {d.k_sigma:g} sigma, {d.strategy} strategy", markdown)],
+               figures=[report / "distill_curve.png"] if d.evaluate_pool else [])
     summary_path = report / "summary.json"
     merged = json.loads(summary_path.read_text()) if summary_path.exists() else {"name": config.name}
     merged["distill"] = summary
