@@ -117,3 +117,28 @@ def test_broken_reference_keeps_what_was_labeled(tmp_path, monkeypatch, mode, me
     # the fix: relabel without the broken frame's problem; finished labels are kept
     done = label(store.url, "faulty", name="dft", options={"bad_steps": []}, chunk=2)
     assert done == {"labeled": 4, "already_labeled": 2, "reference": "dft"}
+
+
+def test_select_stage_takes_any_registered_selector_with_options(tmp_path):
+    import numpy as np
+
+    from conftest import emt_frames
+    from potstill.config import RunConfig
+    from potstill.selection import make_selector
+    from potstill.store import Store
+    from potstill.workflows.standard import select_training_frames
+
+    store = Store(tmp_path / "pool.db")
+    store.add(emt_frames(12))  # labels named "emt", the run's reference
+    config = RunConfig.model_validate({"reference": {"kind": "emt", "name": "emt"},
+                                       "select": {"method": "uniform-energy", "n": 4, "seed": 3,
+                                                  "options": {"bins": 2}}})
+    ids, frames = select_training_frames(config, store)
+    # the run's reference name is passed to selectors that read labels
+    expected = make_selector("uniform-energy", bins=2, reference="emt").select(
+        store.frames(store.ids()), 4, rng=np.random.default_rng(3))
+    assert ids == [store.ids()[i] for i in expected] and len(frames) == 4
+    path = tmp_path / "c.yaml"
+    path.write_text("select: {method: fsp, n: 3}\n")
+    with pytest.raises(PotstillError, match="unknown selection method 'fsp'"):
+        load_config(path)

@@ -128,11 +128,23 @@ class SampleConfig(_Section):
 
 
 class SelectConfig(_Section):
-    """Which frames of the pool to train on."""
+    """Which frames of the pool to train on: ``all``, or ``n`` frames picked by the
+    selector ``method`` of the registry (``random``, ``fps``, ``rnd``, ``committee``, ...;
+    :mod:`potstill.selection`) built with ``options``, seeded with ``seed``."""
 
-    method: Literal["random", "all"] = "random"
+    method: str = "random"
     n: int = Field(200, gt=0)
     seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("method")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from potstill.selection import available
+
+        if value != "all" and value not in available():
+            raise ValueError(f"unknown selection method {value!r}; use 'all' or one of {available()}")
+        return value
 
 
 class ModelConfig(_Section):

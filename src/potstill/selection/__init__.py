@@ -73,6 +73,19 @@ def make_selector(name: str, **options: Any) -> Selector:
         raise PotstillError(f"bad options for selector {name!r}: {error}") from error
 
 
+def options_with_reference(name: str, options: dict[str, Any], reference: str) -> dict[str, Any]:
+    """``options`` checked by building selector ``name`` (unknown name or option: one
+    line), plus the run's ``reference`` label name for selectors that read labels
+    (``uniform-energy``, ``grid``, ``committee``) unless the options set it."""
+    import inspect
+
+    selector = make_selector(name, **options)
+    takes_reference = "reference" in inspect.signature(type(selector).__init__).parameters
+    if takes_reference and "reference" not in options:
+        return {**options, "reference": reference}
+    return dict(options)
+
+
 def check_budget(n_candidates: int, n: int, n_excluded: int = 0) -> None:
     """Raise a clear error for an impossible budget."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):

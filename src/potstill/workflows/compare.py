@@ -41,9 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
-from potstill.config import CompareConfig, PoolSpec, RunConfig, SelectorSpec, load_config
+from potstill.config import CompareConfig, PoolSpec, RunConfig, load_config
 from potstill.errors import PotstillError
 from potstill.records import claim_output, claim_settings, jsonable, write_record
+from potstill.selection import options_with_reference
 from potstill.store import Store
 
 
@@ -197,21 +198,6 @@ def compare_selectors(config: RunConfig, compare: CompareConfig, out: Path, *, o
     return _finish(config, compare, out, tasks, started)
 
 
-def _selector_options(spec: SelectorSpec, reference: str) -> dict:
-    """``spec.options``, checked by building the selector (unknown name or option: one
-    line), plus the run's reference name for selectors that read labels
-    (``uniform-energy``, ``grid``) unless the options set it."""
-    import inspect
-
-    from potstill.selection import make_selector
-
-    selector = make_selector(spec.name, **spec.options)
-    takes_reference = "reference" in inspect.signature(type(selector).__init__).parameters
-    if takes_reference and "reference" not in spec.options:
-        return {**spec.options, "reference": reference}
-    return dict(spec.options)
-
-
 def _ids(spec: PoolSpec, what: str) -> tuple[Store, list[int]]:
     if "://" not in spec.path and not Path(spec.path).exists():
         raise PotstillError(f"compare.{what}: store {spec.path} not found")
@@ -249,7 +235,7 @@ def _tasks(config: RunConfig, compare: CompareConfig, root: Path, pool_ids: list
     threads = 1 if compare.workers > 1 else None
     tasks = []
     for spec in compare.selectors:
-        options = _selector_options(spec, config.reference.name)
+        options = options_with_reference(spec.name, spec.options, config.reference.name)
         for budget in compare.budgets:
             n = _budget_frames(budget, len(pool_ids))
             for seed in compare.seeds:

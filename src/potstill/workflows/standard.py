@@ -153,14 +153,15 @@ def label(store_url: str | Path, reference_kind: str, *, name: str | None = None
 def select_training_frames(config: RunConfig, store: Store):
     """Store ids and (lazily read) frames of the training subset chosen by
     ``config.select``."""
-    from potstill.selection import make_selector
+    from potstill.selection import make_selector, options_with_reference
 
     ids = store.ids()
     if config.select.method == "all":
         chosen = np.arange(len(ids))
     else:
-        selector = make_selector(config.select.method)
-        chosen = selector.select(ids, min(config.select.n, len(ids)), rng=np.random.default_rng(config.select.seed))
+        s = config.select
+        selector = make_selector(s.method, **options_with_reference(s.method, s.options, config.reference.name))
+        chosen = selector.select(store.frames(ids), min(s.n, len(ids)), rng=np.random.default_rng(s.seed))
     chosen_ids = [ids[i] for i in chosen]
     return chosen_ids, store.frames(chosen_ids)
 
