@@ -58,6 +58,7 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
         assert row["energy_mae_meV_per_atom"] <= row["energy_rmse_meV_per_atom"] <= row["energy_l4_meV_per_atom"]
         assert len(set(row["selected_ids"])) == row["n_train"] and set(row["selected_ids"]) <= pool_ids
         assert row["n_test"] == len(test_ids) and isinstance(row["stable"], bool)
+        assert row["selector_state"] == {}  # random and uniform-energy learn nothing worth keeping
     # seeds differ, the same seed is reproducible across budgets' keys
     random_4 = {r["seed"]: r["selected_ids"] for r in rows if r["selector"] == "random" and r["n_train"] == 4}
     assert random_4[0] != random_4[1]
@@ -214,3 +215,18 @@ def test_min_pair_distance_counts_periodic_images():
     rattled.rattle(0.2, seed=1)
     assert min_pair_distance(rattled) == pytest.approx(neighbor_list("d", rattled, 3.0).min(), abs=1e-12)
     assert min_pair_distance(rattled, cutoff_A=1.0) == float("inf")
+
+
+def test_a_selectors_learned_state_is_kept_with_its_result(pools, tmp_path):
+    import dataclasses
+
+    pool, test = pools
+    run_config, compare = load_compare_config(_write_config(tmp_path / "c.yaml", pool, test))
+    first = compare_module._tasks(run_config, compare, tmp_path / "run", pool.ids(), test.ids())[0]
+    task = dataclasses.replace(
+        first, selector="committee", selector_name="committee", n_train=6,
+        selector_options={"reference": "emt", "n_chunks": 3, "committee": 2, "overrides": {"hidden": [8]},
+                          "train": {"max_epochs": 2, "batch_size": 8}})
+    ids, state = compare_module._select(task)
+    assert len(set(ids)) == 6 and set(ids) <= set(pool.ids())
+    assert [c["picked"] for c in state["chunks"]] == [2, 2, 2] and set(state["timings"]) == {"training", "scoring"}

@@ -90,7 +90,7 @@ def run_combo(task: ComboTask) -> dict:
         torch.set_num_threads(task.threads)
     times = {}
     started = time.time()
-    selected_ids = _select(task)
+    selected_ids, selector_state = _select(task)
     times["select_s"] = time.time() - started
     started = time.time()
     model = _train(task, selected_ids)
@@ -105,20 +105,27 @@ def run_combo(task: ComboTask) -> dict:
     return {
         "key": task.key, "selector": task.selector, "selector_name": task.selector_name,
         "selector_options": task.selector_options, "budget": task.budget, "n_train": task.n_train,
-        "seed": task.seed, "selected_ids": selected_ids, **errors, "stability": stability,
+        "seed": task.seed, "selected_ids": selected_ids, "selector_state": selector_state, **errors,
+        "stability": stability,
         "stable": None if stability is None else stability["stable"],
         **{k: round(v, 2) for k, v in times.items()},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
 
-def _select(task: ComboTask) -> list[int]:
+_STATE = ("levels_", "chunks_", "timings_")  # what selectors learned, worth keeping with the result
+
+
+def _select(task: ComboTask) -> tuple[list[int], dict]:
+    """The picked store ids and the selector's learned state (grid's counts per level,
+    committee's per-chunk scores, timings)."""
     from potstill.selection import make_selector
 
     candidates = Store(task.pool_url, create=False).frames(list(task.pool_ids))
     selector = _share_descriptor(make_selector(task.selector_name, **task.selector_options), task.selector_options)
     positions = selector.select(candidates, task.n_train, rng=np.random.default_rng(task.seed))
-    return [int(task.pool_ids[p]) for p in positions]
+    state = {name.rstrip("_"): getattr(selector, name) for name in _STATE if hasattr(selector, name)}
+    return [int(task.pool_ids[p]) for p in positions], json.loads(json.dumps(state, default=jsonable))
 
 
 _SHARED_DESCRIPTOR = None
