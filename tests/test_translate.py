@@ -196,3 +196,6 @@ def test_evaluate_scores_a_committee_on_any_pool(tmp_path):
     assert record["results"]["n_frames"] == 2 and (tmp_path / "ev" / "parity.png").exists()
     again = subprocess.run([*POTSTILL, *args], capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "--overwrite" in again.stderr
+    strided = subprocess.run([*POTSTILL, *args, "--stride", "2", "--overwrite"], capture_output=True, text=True, timeout=300)
+    assert strided.returncode == 0, strided.stderr
+    assert json.loads((tmp_path / "ev" / "evaluate.json").read_text())["results"]["n_frames"] == 1

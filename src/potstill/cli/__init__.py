@@ -181,6 +181,7 @@ def evaluate(committee: Path = typer.Argument(..., help="Trained committee, e.g.
              pool: Path = typer.Argument(..., help="Any labeled pool (ASE db file or URL), e.g. an independent MOMT pool."),
              out: Path = typer.Option(..., "--out", "-o", help="Directory for evaluate.json and parity.png."),
              name: str = typer.Option("eam", "--name", help="Label name of the reference values in POOL."),
+             stride: int = typer.Option(1, "--stride", min=1, help="Every STRIDE-th frame of POOL (in id order)."),
              overwrite: bool = _OVERWRITE) -> None:
     """Energy, force and stress errors of COMMITTEE on POOL, with a parity plot."""
     import time
@@ -194,7 +195,8 @@ def evaluate(committee: Path = typer.Argument(..., help="Trained committee, e.g.
         raise PotstillError(f"no trained committee at {committee}; run `potstill train` first")
     if (out / "evaluate.json").exists() and not overwrite:
         raise PotstillError(f"{out / 'evaluate.json'} exists; pass --overwrite to replace it")
-    frames = Store(pool, create=False).get()
+    store = Store(pool, create=False)
+    frames = store.get(store.ids()[::stride]) if stride > 1 else store.get()
     if not frames:
         raise PotstillError(f"the pool {pool} is empty")
     claim_output([out / "evaluate.json", out / "parity.png"], overwrite=overwrite, resume=False, what="evaluate")
@@ -209,7 +211,8 @@ def evaluate(committee: Path = typer.Argument(..., help="Trained committee, e.g.
     errors = pair_errors(pairs)
     out.mkdir(parents=True, exist_ok=True)
     parity_panel(pairs, path=out / "parity.png", title=f"{committee.parent.parent.name} on {pool.name} ({len(frames)} frames)")
-    write_record(out / "evaluate.json", command="evaluate", inputs={"committee": str(committee), "pool": str(pool), "name": name},
+    write_record(out / "evaluate.json", command="evaluate",
+                 inputs={"committee": str(committee), "pool": str(pool), "name": name, "stride": stride},
                  results=errors, started=started)
     _echo_json({"n_frames": errors["n_frames"], "energy_mae_meV_per_atom": errors["energy_meV_per_atom"]["mae"],
                 "force_mae_eV_per_A": errors["forces_eV_per_A"]["mae"], "out": str(out)})
