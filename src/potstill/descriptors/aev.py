@@ -24,6 +24,7 @@ import torch
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
+from potstill.descriptors.chunks import per_atom_in_chunks
 from potstill.errors import PotstillError
 from potstill.models.ani import PRESETS, AEVConfig, ANIModel
 
@@ -87,16 +88,7 @@ class AEVDescriptor:
 
     def per_atom(self, frames: Iterable[Atoms]) -> list[np.ndarray]:
         """AEVs of every frame, one ``(n_atoms_i, n_features)`` float32 array each."""
-        result: list[np.ndarray] = []
-        chunk: list[Atoms] = []
-        for atoms in frames:
-            chunk.append(atoms)
-            if len(chunk) == self.chunk:
-                result.extend(self._chunk(chunk))
-                chunk = []
-        if chunk:
-            result.extend(self._chunk(chunk))
-        return result
+        return per_atom_in_chunks(frames, self.chunk, self._chunk)
 
     # -- internals ------------------------------------------------------------------
     def _build(self, species: list[str]) -> None:

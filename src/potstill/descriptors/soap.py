@@ -15,6 +15,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
+from potstill.descriptors.chunks import per_atom_in_chunks
 from potstill.errors import PotstillError
 
 __all__ = ["SOAPDescriptor"]
@@ -70,16 +71,7 @@ class SOAPDescriptor:
 
     def per_atom(self, frames: Iterable[Atoms]) -> list[np.ndarray]:
         """SOAP vectors of every frame, one ``(n_atoms_i, n_features)`` float32 array each."""
-        result: list[np.ndarray] = []
-        chunk: list[Atoms] = []
-        for atoms in frames:
-            chunk.append(atoms)
-            if len(chunk) == self.chunk:
-                result.extend(self._compute(chunk))
-                chunk = []
-        if chunk:
-            result.extend(self._compute(chunk))
-        return result
+        return per_atom_in_chunks(frames, self.chunk, self._compute)
 
     def _set_species(self, species: list[str]) -> None:
         unknown = [s for s in species if s not in atomic_numbers]
