@@ -107,6 +107,27 @@ def test_inherited_keeps_old_splits_and_warm_starts(pool, tmp_path):
         assert member["initial_checksum"] == strategies.parameter_checksum(previous)
 
 
+def test_final_pass_retrains_the_inherited_committee_on_the_distilled_set(pool, tmp_path):
+    out = tmp_path / "run"
+    distill(_config(pool, strategy="inherited", n_chunks=2), out)
+    assert not (out / "distill" / "iter_2").exists()
+    # a finished run gains the final pass on resume: the pass adds no frames to the settings
+    summary = distill(_config(pool, strategy="inherited", n_chunks=2, final_pass=True), out, resume=True)
+    last, final = _record(out, 1), _record(out, 2)
+    assert final["final_pass"] and final["chunk"] is None and final["n_new"] == 0 and final["retrained"]
+    assert final["selected_ids"] == last["selected_ids"] and final["splits"] == last["splits"]
+    assert final["fraction_kept"] == last["fraction_kept"]
+    for k, member in enumerate(final["members"]):
+        previous = load_checkpoint(out / "distill" / "iter_1" / f"member_{k}.pt")
+        assert member["warm_start_from"].endswith(f"iter_1/member_{k}.pt")
+        assert member["initial_checksum"] == strategies.parameter_checksum(previous)
+        trained = load_checkpoint(out / "distill" / "iter_2" / f"member_{k}.pt")
+        assert strategies.parameter_checksum(trained) != member["initial_checksum"]
+    assert summary["final_pass"] and len(summary["curve"]) == 3
+    assert summary["pool_energy_mae_meV_per_atom"] == final["pool_energy_mae_meV_per_atom"]
+    assert "| final | distilled set | 0 |" in (out / "report" / "distill_table.md").read_text()
+
+
 def test_resume_after_an_interrupted_iteration_trains_only_what_is_left(pool, tmp_path, monkeypatch):
     out = tmp_path / "run"
     calls = []

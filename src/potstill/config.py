@@ -213,6 +213,10 @@ class DistillConfig(_FanOut):
     of the frames kept so far, or of the pool frames ``reference_window`` (start, stop).
     ``augment_copies``/``augment_delta_A``: copies per kept frame with uniform coordinate
     noise, relabeled by the run's reference (copy 0 is the frame itself).
+    ``final_pass``: after the last chunk, train the committee once more on the
+    distilled set, with no new frames (``inherited``: members continue from their
+    weights and keep their splits, so the small set gets more optimiser steps within
+    the same ``train.max_epochs`` per training); recorded as iteration ``n_chunks``.
     ``baseline_run``: output directory of a distill run of the same pool with
     ``n_chunks: 1`` (the committee trained on all frames); its pool MAE and the ratio
     to it go into the summary and the curve.
@@ -229,6 +233,7 @@ class DistillConfig(_FanOut):
     augment_copies: int = Field(1, ge=1)
     augment_delta_A: float = Field(0.05, ge=0)
     evaluate_pool: bool = True
+    final_pass: bool = False
     baseline_run: str | None = None
     seed: int = 0
 

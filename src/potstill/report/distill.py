@@ -48,7 +48,7 @@ def distill_curve(curve: Sequence[Mapping], *, path: str | Path, title: str | No
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("active-learning iteration")
     ax.set_ylabel("pool energy MAE (meV/atom)")
-    ax.set_xticks(iterations)
+    ax.set_xticks(iterations, [_label(row) for row in curve])
     ax.legend(loc="lower left", fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
@@ -64,10 +64,20 @@ def distill_markdown(curve: Sequence[Mapping], baseline: Mapping | None = None) 
         threshold = row.get("threshold_eV")
         mae = row.get("pool_energy_mae_meV_per_atom")
         lines.append(
-            f"| {row['iteration']} | {row['chunk'][0]}-{row['chunk'][1]} | {row['n_new']} | {row['n_selected']} | "
+            f"| {_label(row)} | {_chunk(row)} | {row['n_new']} | {row['n_selected']} | "
             f"{100 * row['fraction_kept']:.1f} | {'-' if threshold is None else f'{1000 * threshold:.1f}'} | "
             f"{'-' if mae is None else f'{mae:.2f}'} |")
     if baseline and baseline.get("pool_energy_mae_meV_per_atom") is not None:
         lines.append(f"| all frames | | | {baseline.get('n_selected')} | 100.0 | - | "
                      f"{baseline['pool_energy_mae_meV_per_atom']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def _label(row: Mapping) -> str:
+    """An iteration's axis and table label: its number, or ``final`` for the final pass."""
+    return "final" if row.get("final_pass") else str(row["iteration"])
+
+
+def _chunk(row: Mapping) -> str:
+    chunk = row.get("chunk")
+    return "distilled set" if chunk is None else f"{chunk[0]}-{chunk[1]}"

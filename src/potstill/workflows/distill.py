@@ -8,6 +8,8 @@ frames with any atom above ``mu + k sigma`` (of the atomic stds of the frames ke
 far, or of a reference window of the pool), and retrains with the ``random`` or
 ``inherited`` strategy. After each iteration the committee's energy MAE on the whole pool
 is recorded: the curve of seed 000 Fig. 2 (pool MAE vs iteration and fraction kept).
+With ``final_pass``, iteration ``n_chunks`` trains the committee once more on the
+distilled set, without new frames.
 
 Run directory (``<out>/distill``)::
 
@@ -91,7 +93,7 @@ def distill(config: RunConfig, out: Path, *, overwrite: bool = False, resume: bo
     training = Store(root / "train.db")
     iterations: list[_Iteration] = []
     with _executor(d) as executor:
-        for i in range(d.n_chunks):
+        for i in range(d.n_chunks + int(d.final_pass)):
             finished = _load_iteration(root, i)
             if finished is None:
                 finished = _run_iteration(config, pool, training, root, i, iterations[-1] if iterations else None,
@@ -129,7 +131,8 @@ def _check(config: RunConfig, pool: _Pool) -> None:
 
 def _settings(config: RunConfig) -> dict:
     return json.loads(json.dumps({
-        "distill": config.distill.model_dump(exclude={"executor", "workers", "scheduler_address", "baseline_run"}),
+        "distill": config.distill.model_dump(exclude={"executor", "workers", "scheduler_address", "baseline_run",
+                                                      "final_pass"}),
         "train": config.train.model_dump(), "model": config.model.model_dump(), "species": config.species,
         "reference": config.reference.model_dump(),
     }, default=jsonable))
@@ -149,14 +152,15 @@ def _run_iteration(config: RunConfig, pool: _Pool, training: Store, root: Path, 
                    previous: _Iteration | None, *, executor, progress) -> _Iteration:
     d = config.distill
     started = time.time()
-    new, threshold = _select(d, pool, i, previous)
+    final = i == d.n_chunks  # the final pass: no chunk left, retrain on the distilled set
+    new, threshold = (np.zeros(0, dtype=int), {}) if final else _select(d, pool, i, previous)
     new_ids = pool.ids[new].tolist()
     kept = (previous.record["selected_ids"] if previous else []) + new_ids
     rows = _training_rows(config, pool, training, i, new_ids)
     all_rows = {**(_rows(previous.record) if previous else {}), **rows}
     iter_dir = root / f"iter_{i}"
     iter_dir.mkdir(parents=True, exist_ok=True)
-    if previous is not None and not new_ids:  # nothing new: the data did not change
+    if previous is not None and not new_ids and not final:  # nothing new: the data did not change
         splits, members = previous.splits, previous.record["members"]
         for k in range(config.train.committee):
             shutil.copyfile(root / f"iter_{i - 1}" / f"member_{k}.pt", iter_dir / f"member_{k}.pt")
@@ -172,17 +176,18 @@ def _run_iteration(config: RunConfig, pool: _Pool, training: Store, root: Path, 
     np.savez(iter_dir / "uq.npz", **uq)
     record = {
         "iteration": i,
-        "chunk": [int(pool.chunks[i][0]), int(pool.chunks[i][-1]) + 1],
-        "n_chunk": len(pool.chunks[i]),
+        "final_pass": final,
+        "chunk": None if final else [int(pool.chunks[i][0]), int(pool.chunks[i][-1]) + 1],
+        "n_chunk": 0 if final else len(pool.chunks[i]),
         "n_new": len(new_ids),
         "n_selected": len(kept),
         "n_training_frames": sum(len(v) for v in all_rows.values()),
-        "fraction_new_of_chunk": len(new_ids) / len(pool.chunks[i]),
+        "fraction_new_of_chunk": None if final else len(new_ids) / len(pool.chunks[i]),
         "fraction_kept": len(kept) / len(pool.ids),
-        "fraction_kept_of_seen": len(kept) / int(pool.chunks[i][-1] + 1),
+        "fraction_kept_of_seen": len(kept) / (len(pool.ids) if final else int(pool.chunks[i][-1] + 1)),
         **threshold,
         **errors,
-        "retrained": previous is None or bool(new_ids),
+        "retrained": previous is None or bool(new_ids) or final,
         "wall_time_s": round(time.time() - started, 1),
         "new_ids": new_ids,
         "selected_ids": kept,
@@ -366,7 +371,7 @@ def _baseline(run: Path, pool: _Pool, mae: float | None) -> dict:
 
 
 
-_CURVE_KEYS = ("iteration", "chunk", "n_chunk", "n_new", "n_selected", "n_training_frames", "fraction_new_of_chunk",
+_CURVE_KEYS = ("iteration", "final_pass", "chunk", "n_chunk", "n_new", "n_selected", "n_training_frames", "fraction_new_of_chunk",
                "fraction_kept", "fraction_kept_of_seen", "threshold_eV", "mu_eV", "sigma_eV", "chunk_score_max_eV",
                "pool_energy_mae_meV_per_atom", "pool_energy_rmse_meV_per_atom", "retrained", "wall_time_s")
 
@@ -387,7 +392,8 @@ def _finish(config: RunConfig, out: Path, pool: _Pool, iterations: list[_Iterati
     save_checkpoint(committee, root / "committee.pt", training_ids=last["selected_ids"])
     summary = {
         "pool": pool.store.url, "n_pool": len(pool.ids), "strategy": d.strategy, "k_sigma": d.k_sigma,
-        "committee": config.train.committee, "n_chunks": d.n_chunks, "n_selected": last["n_selected"],
+        "committee": config.train.committee, "n_chunks": d.n_chunks, "final_pass": bool(last.get("final_pass")),
+        "n_selected": last["n_selected"],
         "fraction_kept": last["fraction_kept"], "n_training_frames": last["n_training_frames"],
         "pool_energy_mae_meV_per_atom": last.get("pool_energy_mae_meV_per_atom"),
         "curve": curve, "wall_time_s": round(sum(it.record["wall_time_s"] for it in iterations), 1),
