@@ -11,6 +11,7 @@ from ase.calculators.emt import EMT
 
 from conftest import emt_frames
 from potstill.errors import PotstillError
+from potstill.frames import get_labels
 from potstill.store import Store
 from potstill.validation.stability import md_stability
 from potstill.workflows import compare as compare_module
@@ -81,6 +82,16 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
     markdown = (out / "report" / "compare_table.md").read_text()
     assert markdown.count("\n") == 2 + 4 and "| 4 | random |" in markdown
     assert "<img src='compare_errors.png'" in (out / "report" / "compare.html").read_text()
+    # coverage: percentiles of the reference energy per atom of what each selector picked
+    energy = {a.info["store_id"]: get_labels(a, "emt").energy / len(a) for a in pool.get(pool.ids())}
+    coverage = saved["coverage"]
+    assert coverage["pool"]["p50"] == pytest.approx(np.median(list(energy.values())))
+    uniform_9 = [energy[i] for r in rows if (r["selector"], r["n_train"]) == ("uniform-energy", 9)
+                 for i in r["selected_ids"]]
+    entry = next(c for c in coverage["selected"] if (c["selector"], c["n_train"]) == ("uniform-energy", 9))
+    assert entry["p5"] == pytest.approx(np.percentile(uniform_9, 5)) and entry["p95"] == pytest.approx(np.percentile(uniform_9, 95))
+    assert entry["below_pool_p25"] == pytest.approx(np.mean(np.asarray(uniform_9) < coverage["pool"]["p25"]))
+    assert len(coverage["selected"]) == 4 and (out / "report" / "compare_coverage.png").stat().st_size > 0
     # a rerun refuses without --resume; with it, finished combinations are skipped
     with pytest.raises(PotstillError, match="--resume"):
         compare_selectors(run_config, compare, out)

@@ -1,6 +1,8 @@
 """Selector benchmark plot (seed 002 Fig. 2 layout): test-pool errors against the number
 of training frames, one line per selector, mean +- std over seeds as error bars, log-log
-axes. Panels: energy L4 (meV/atom), force RMSE (eV/A), energy MAE (meV/atom)."""
+axes. Panels: energy L4 (meV/atom), force RMSE (eV/A), energy MAE (meV/atom). And where
+the selectors looked: histograms of the reference energy per atom of the pool, the test
+pool and each selector's picks."""
 
 from __future__ import annotations
 
@@ -79,3 +81,42 @@ def _legend(selector: str, rows: Sequence[Mapping]) -> str:
     if not fractions:
         return selector
     return f"{selector} (stable {100 * sum(fractions) / len(fractions):.0f}%)"
+
+
+def coverage_plot(pool: Mapping[int, float], test: Mapping[int, float], picks: Mapping[str, Sequence[float]], *,
+                  path: str | Path, title: str | None = None) -> Path:
+    """Density histograms of the reference energy per atom (eV) of the ``pool`` and
+    ``test`` frames (``{id: energy}``) and of each selector's ``picks``
+    (``{label: energies}``), on common bins, as a PNG at ``path``."""
+    import numpy as np
+
+    path = _png_path(path)
+    everything = [*pool.values(), *test.values(), *(e for values in picks.values() for e in values)]
+    bins = np.linspace(min(everything), max(everything), 41)
+    fig = _figure(figsize=(6.0, 3.8))
+    ax = fig.subplots()
+    ax.hist(list(pool.values()), bins=bins, density=True, color="tab:gray", alpha=0.35, label="pool")
+    ax.hist(list(test.values()), bins=bins, density=True, histtype="step", color="black", lw=1.5, ls="--",
+            label="test pool")
+    for label, values in picks.items():
+        ax.hist(list(values), bins=bins, density=True, histtype="step", lw=1.3, label=label)
+    ax.set_xlabel("reference energy (eV/atom)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def coverage_markdown(coverage: Mapping) -> str:
+    """:func:`potstill.workflows.compare.selection_coverage` as a markdown table: the
+    pool's and test pool's percentiles, then each (frames, selector)'s picks."""
+    keys = ("p5", "p25", "p50", "p75", "p95")
+    lines = ["| frames | selector | " + " | ".join(keys) + " | picks below pool p25 |", "|" + "---|" * 8]
+    for name in ("pool", "test"):
+        lines.append(f"| | {name} | " + " | ".join(f"{coverage[name][k]:.3f}" for k in keys) +
+                     (" | 25 % |" if name == "pool" else " | - |"))
+    for row in coverage["selected"]:
+        lines.append(f"| {row['n_train']} | {row['selector']} | " + " | ".join(f"{row[k]:.3f}" for k in keys) +
+                     f" | {100 * row['below_pool_p25']:.0f} % |")
+    return "\n".join(lines) + "\n"

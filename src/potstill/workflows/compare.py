@@ -28,6 +28,12 @@ Run directory::
     <out>/report/compare_summary.json    per (selector, budget): means, stds, stable fraction
     <out>/report/compare_errors.png      errors vs training-set size, one line per selector
     <out>/report/compare_table.md, compare.html   the table (and the figure) for people
+    <out>/report/compare_coverage.png    reference energy per atom: pool, test pool, picks
+
+``coverage`` in the summary says what each selector picked: quantiles of the reference
+energy per atom of its frames (all seeds) beside the pool's and the test pool's, so an
+error that comes from where a selector looks (e.g. only liquid frames for a solid-rich
+test pool) shows.
 
 A rerun with ``resume=True`` skips the combinations already in ``results.jsonl``.
 """
@@ -372,8 +378,53 @@ def versus_random(table: list[dict], baseline: str = "random") -> list[dict]:
     return verdicts
 
 
+_PERCENTILES = (5, 25, 50, 75, 95)
+
+
+def selection_coverage(rows: list[dict], pool_energy: dict[int, float], test_energy: dict[int, float]) -> dict:
+    """Where the selectors looked: percentiles (``p5`` ... ``p95``, eV/atom) of the
+    reference energy per atom of the pool, the test pool and, per (selector, frames), the
+    frames picked over all seeds; ``below_pool_p25``: the share of picks below the
+    pool's 25th percentile (0.25 for a uniform pick)."""
+    def percentiles(values) -> dict:
+        return {f"p{q}": float(v) for q, v in zip(_PERCENTILES, np.percentile(list(values), _PERCENTILES))}
+
+    pool = percentiles(pool_energy.values())
+    picks: dict[tuple, list[float]] = {}
+    for row in rows:
+        picks.setdefault((row["selector"], row["n_train"]), []).extend(pool_energy[i] for i in row["selected_ids"])
+    selected = [{"selector": selector, "n_train": n, **percentiles(values),
+                 "below_pool_p25": float(np.mean(np.asarray(values) < pool["p25"]))}
+                for (selector, n), values in sorted(picks.items(), key=lambda item: (item[0][1], item[0][0]))]
+    return {"pool": pool, "test": percentiles(test_energy.values()), "selected": selected}
+
+
+def _energies_per_atom(url: str, ids, reference: str) -> dict[int, float]:
+    """``{store id: reference energy per atom (eV)}`` of the frames ``ids`` of ``url``."""
+    from potstill.frames import get_labels
+
+    energies = {}
+    for start in range(0, len(ids), 1024):
+        for atoms in Store(url, create=False).get(list(ids[start : start + 1024])):
+            energies[int(atoms.info["store_id"])] = get_labels(atoms, reference).energy / len(atoms)
+    return energies
+
+
+def _largest_picks(rows: list[dict], pool_energy: dict[int, float]) -> dict[str, list[float]]:
+    """Per selector, the energies per atom of its picks at its largest frame count."""
+    largest: dict[str, int] = {}
+    for row in rows:
+        largest[row["selector"]] = max(largest.get(row["selector"], 0), row["n_train"])
+    picks: dict[str, list[float]] = {}
+    for row in rows:
+        if row["n_train"] == largest[row["selector"]]:
+            picks.setdefault(f"{row['selector']} ({row['n_train']})", []).extend(
+                pool_energy[i] for i in row["selected_ids"])
+    return picks
+
+
 def _finish(config: RunConfig, compare: CompareConfig, out: Path, tasks: list[ComboTask], started: float) -> dict:
-    from potstill.report.compare import compare_markdown, compare_plot
+    from potstill.report.compare import compare_markdown, compare_plot, coverage_markdown, coverage_plot
     from potstill.report.html import write_html
 
     root = out / "compare"
@@ -390,6 +441,15 @@ def _finish(config: RunConfig, compare: CompareConfig, out: Path, tasks: list[Co
     }
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
+    tables = []
+    if rows:
+        pool_energy = _energies_per_atom(tasks[0].pool_url, tasks[0].pool_ids, config.reference.name)
+        test_energy = _energies_per_atom(tasks[0].test_url, tasks[0].test_ids, config.reference.name)
+        summary["coverage"] = selection_coverage(rows, pool_energy, test_energy)
+        coverage_plot(pool_energy, test_energy, _largest_picks(rows, pool_energy), path=report / "compare_coverage.png",
+                      title=f"{config.name}: what the selectors picked (largest budget, all seeds)")
+        tables.append(("reference energy per atom (eV) of the picked frames: percentiles over all seeds",
+                       coverage_markdown(summary["coverage"])))
     if table:
         compare_plot(table, path=report / "compare_errors.png",
                      title=f"{config.name}: {summary['n_test']} test frames, mean +- std of {len(compare.seeds)} seeds")
@@ -399,8 +459,9 @@ def _finish(config: RunConfig, compare: CompareConfig, out: Path, tasks: list[Co
         write_html(report / "compare.html", title=f"{config.name}: selector benchmark",
                    summary={"n_finished": len(rows), "n_planned": len(tasks), "failed": failed,
                             "versus_random": summary["versus_random"]},
-                   tables=[(f"test pool: {summary['n_test']} frames; mean ± std over seeds {compare.seeds}", markdown)],
-                   figures=[report / "compare_errors.png"])
+                   tables=[(f"test pool: {summary['n_test']} frames; mean ± std over seeds {compare.seeds}", markdown),
+                           *tables],
+                   figures=[report / "compare_errors.png", report / "compare_coverage.png"])
     (report / "compare_summary.json").write_text(json.dumps(summary, indent=2, default=jsonable))
     write_record(root / "compare.json", command="compare-selectors",
                  inputs={"compare": compare.model_dump(), **_settings(config, compare)},
@@ -409,4 +470,4 @@ def _finish(config: RunConfig, compare: CompareConfig, out: Path, tasks: list[Co
 
 
 __all__ = ["CompareConfig", "ComboTask", "compare_selectors", "load_compare_config", "read_results", "run_combo",
-           "summarize_results", "versus_random"]
+           "selection_coverage", "summarize_results", "versus_random"]
