@@ -128,6 +128,25 @@ def test_final_pass_retrains_the_inherited_committee_on_the_distilled_set(pool, 
     assert "| final | distilled set | 0 |" in (out / "report" / "distill_table.md").read_text()
 
 
+def test_budget_keeps_the_highest_scores_above_the_threshold_and_no_more(pool, tmp_path):
+    out = tmp_path / "run"
+    summary = distill(_config(pool, k_sigma=0.1, budget=11), out)
+    ids = pool.ids()
+    first, second, third = (_record(out, i) for i in range(3))
+    assert second["n_above_threshold"] > 3  # the budget binds: 8 + 3 = 11
+    assert second["n_new"] == 3 and second["n_cut_by_budget"] == second["n_above_threshold"] - 3
+    assert third["n_new"] == 0 and third["n_cut_by_budget"] == third["n_above_threshold"]
+    scores = np.load(out / "distill" / "iter_0" / "uq.npz")["score"][8:16]
+    top = sorted(ids[8 + j] for j in np.argsort(-scores)[:3])
+    assert second["new_ids"] == top and second["threshold_eV"] < scores[np.argsort(-scores)[2]]
+    assert summary["n_selected"] == 11 and summary["budget_frames"] == 11
+    assert summary["n_cut_by_budget"] == second["n_cut_by_budget"] + third["n_cut_by_budget"]
+    # a fraction of the pool; and a budget below iteration 0 is a one-line error
+    assert RunConfig.model_validate(_config(pool, budget=0.17).model_dump()).distill.budget == 0.17
+    with pytest.raises(PotstillError, match="budget allows 4 frames but iteration 0 keeps 8"):
+        distill(_config(pool, budget=4), tmp_path / "small")
+
+
 def test_resume_after_an_interrupted_iteration_trains_only_what_is_left(pool, tmp_path, monkeypatch):
     out = tmp_path / "run"
     calls = []

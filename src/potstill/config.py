@@ -213,6 +213,9 @@ class DistillConfig(_FanOut):
     of the frames kept so far, or of the pool frames ``reference_window`` (start, stop).
     ``augment_copies``/``augment_delta_A``: copies per kept frame with uniform coordinate
     noise, relabeled by the run's reference (copy 0 is the frame itself).
+    ``budget``: a labeling budget, at most this many pool frames kept (or this fraction
+    of the pool, if < 1); a chunk whose frames above the threshold would exceed it keeps
+    its highest-scoring ones up to the budget.
     ``final_pass``: after the last chunk, train the committee once more on the
     distilled set, with no new frames (``inherited``: members continue from their
     weights and keep their splits, so the small set gets more optimiser steps within
@@ -233,6 +236,7 @@ class DistillConfig(_FanOut):
     augment_copies: int = Field(1, ge=1)
     augment_delta_A: float = Field(0.05, ge=0)
     evaluate_pool: bool = True
+    budget: int | float | None = Field(None, gt=0)
     final_pass: bool = False
     baseline_run: str | None = None
     seed: int = 0
@@ -241,6 +245,8 @@ class DistillConfig(_FanOut):
     def _check(self) -> "DistillConfig":
         if self.reference_window is not None and not 0 <= self.reference_window[0] < self.reference_window[1]:
             raise ValueError("reference_window must be (start, stop) pool positions with 0 <= start < stop")
+        if isinstance(self.budget, float) and self.budget > 1:
+            raise ValueError(f"budget {self.budget!r}: give a frame count (int) or a pool fraction 0 < f <= 1")
         return self
 
 

@@ -124,9 +124,20 @@ def _check(config: RunConfig, pool: _Pool) -> None:
         raise PotstillError(f"chunk 0 holds {first} frame(s); need at least 2 to train: use fewer n_chunks")
     if d.initial is not None and d.initial > first:
         raise PotstillError(f"distill.initial = {d.initial} exceeds chunk 0 ({first} frames); use initial <= {first}")
+    limit = _budget_frames(d, pool)
+    if limit is not None and (d.initial or first) > limit:
+        raise PotstillError(f"distill.budget allows {limit} frames but iteration 0 keeps {d.initial or first}; "
+                            "lower distill.initial or raise the budget")
     if d.reference_window is not None and d.reference_window[1] > len(pool.ids):
         raise PotstillError(f"distill.reference_window {list(d.reference_window)} ends beyond the {len(pool.ids)} "
                             "pool frames")
+
+
+def _budget_frames(d: DistillConfig, pool: _Pool) -> int | None:
+    """The most pool frames the run may keep (``distill.budget``), or None."""
+    if d.budget is None:
+        return None
+    return int(d.budget) if isinstance(d.budget, int) else int(np.floor(d.budget * len(pool.ids) + 1e-9))
 
 
 def _settings(config: RunConfig) -> dict:
@@ -216,9 +227,16 @@ def _select(d: DistillConfig, pool: _Pool, i: int, previous: _Iteration | None) 
                     float(uq["uq_sq"][reference].sum()))
     threshold, mu, sigma = strategies.uq_threshold(stats, d.k_sigma)
     scores = uq["score"][chunk]
-    return chunk[scores > threshold], {
+    above = np.flatnonzero(scores > threshold)
+    keep = above
+    limit = _budget_frames(d, pool)
+    if limit is not None:  # the labeling budget: the highest scores first
+        room = max(limit - len(previous.record["selected_ids"]), 0)
+        keep = np.sort(above[np.argsort(-scores[above], kind="stable")[:room]])
+    return chunk[keep], {
         "threshold_eV": threshold, "mu_eV": mu, "sigma_eV": sigma,
         "chunk_score_max_eV": float(np.max(scores)), "chunk_score_median_eV": float(np.median(scores)),
+        "n_above_threshold": int(len(above)), "n_cut_by_budget": int(len(above) - len(keep)),
     }
 
 
@@ -371,9 +389,10 @@ def _baseline(run: Path, pool: _Pool, mae: float | None) -> dict:
 
 
 
-_CURVE_KEYS = ("iteration", "final_pass", "chunk", "n_chunk", "n_new", "n_selected", "n_training_frames", "fraction_new_of_chunk",
-               "fraction_kept", "fraction_kept_of_seen", "threshold_eV", "mu_eV", "sigma_eV", "chunk_score_max_eV",
-               "pool_energy_mae_meV_per_atom", "pool_energy_rmse_meV_per_atom", "retrained", "wall_time_s")
+_CURVE_KEYS = ("iteration", "final_pass", "chunk", "n_chunk", "n_new", "n_selected", "n_training_frames",
+               "fraction_new_of_chunk", "fraction_kept", "fraction_kept_of_seen", "threshold_eV", "mu_eV", "sigma_eV",
+               "chunk_score_max_eV", "n_above_threshold", "n_cut_by_budget", "pool_energy_mae_meV_per_atom",
+               "pool_energy_rmse_meV_per_atom", "retrained", "wall_time_s")
 
 
 def _finish(config: RunConfig, out: Path, pool: _Pool, iterations: list[_Iteration], started: float) -> dict:
@@ -392,6 +411,8 @@ def _finish(config: RunConfig, out: Path, pool: _Pool, iterations: list[_Iterati
     save_checkpoint(committee, root / "committee.pt", training_ids=last["selected_ids"])
     summary = {
         "pool": pool.store.url, "n_pool": len(pool.ids), "strategy": d.strategy, "k_sigma": d.k_sigma,
+        "budget_frames": _budget_frames(d, pool), "n_cut_by_budget": sum(it.record.get("n_cut_by_budget", 0)
+                                                                       for it in iterations),
         "committee": config.train.committee, "n_chunks": d.n_chunks, "final_pass": bool(last.get("final_pass")),
         "n_selected": last["n_selected"],
         "fraction_kept": last["fraction_kept"], "n_training_frames": last["n_training_frames"],
