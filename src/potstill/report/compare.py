@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from potstill.report.plots import _figure, _png_path, _save
@@ -88,8 +89,6 @@ def coverage_plot(pool: Mapping[int, float], test: Mapping[int, float], picks: M
     """Density histograms of the reference energy per atom (eV) of the ``pool`` and
     ``test`` frames (``{id: energy}``) and of each selector's ``picks``
     (``{label: energies}``), on common bins, as a PNG at ``path``."""
-    import numpy as np
-
     path = _png_path(path)
     everything = [*pool.values(), *test.values(), *(e for values in picks.values() for e in values)]
     bins = np.linspace(min(everything), max(everything), 41)

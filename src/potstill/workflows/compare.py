@@ -403,9 +403,9 @@ def _energies_per_atom(url: str, ids, reference: str) -> dict[int, float]:
     """``{store id: reference energy per atom (eV)}`` of the frames ``ids`` of ``url``."""
     from potstill.frames import get_labels
 
-    energies = {}
+    store, energies = Store(url, create=False), {}
     for start in range(0, len(ids), 1024):
-        for atoms in Store(url, create=False).get(list(ids[start : start + 1024])):
+        for atoms in store.get(list(ids[start : start + 1024])):
             energies[int(atoms.info["store_id"])] = get_labels(atoms, reference).energy / len(atoms)
     return energies
 
