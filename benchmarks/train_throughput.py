@@ -36,7 +36,7 @@ from baseline import baseline_optimizers, batch_properties, build_baseline  # no
 
 from potstill.config import TrainConfig  # noqa: E402
 from potstill.models.ani import ANIModel  # noqa: E402
-from potstill.models.neighbors import NeighborCache  # noqa: E402
+from potstill.aev.neighbors import NeighborCache  # noqa: E402
 from potstill.sampling.md import sample_md  # noqa: E402
 from potstill.training.data import labeled_batch  # noqa: E402
 from potstill.training.loss import LossWeights, energy_force_stress_loss  # noqa: E402

@@ -11,8 +11,8 @@ import torch
 from ase.build import bulk
 from ase.filters import FrechetCellFilter
 
-from potstill.models import ANIModel, Batch, Committee, PotstillCalculator
-from potstill.models.neighbors import FrameBatcher
+from potstill.aev import Batch, FrameBatcher
+from potstill.models import ANIModel, Committee, PotstillCalculator
 
 SPECIES = ["Ni", "Al"]
 

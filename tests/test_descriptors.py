@@ -9,7 +9,8 @@ from ase.build import bulk
 from conftest import emt_frames
 from potstill.descriptors import AEVDescriptor
 from potstill.errors import PotstillError
-from potstill.models.ani import AEVConfig, ANIModel
+from potstill.aev import AEVConfig
+from potstill.models import ANIModel
 from potstill.store import Store
 
 

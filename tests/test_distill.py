@@ -13,7 +13,7 @@ from potstill.config import RunConfig, load_config
 from potstill.errors import PotstillError
 from potstill.executors import make_executor
 from potstill.frames import get_labels, labels_from_calculator
-from potstill.models.ani import load_checkpoint
+from potstill.models import load_checkpoint
 from potstill.references import make_reference
 from potstill.store import Store
 from potstill.training import strategies

@@ -10,7 +10,8 @@ from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
 from potstill.errors import PotstillError
-from potstill.models import AEVConfig, ANIModel, Batch, NeighborCache, frame_pairs
+from potstill.aev import AEVConfig, Batch, NeighborCache, frame_pairs
+from potstill.models import ANIModel
 
 SPECIES = ["Ni", "Al"]
 

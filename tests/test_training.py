@@ -9,9 +9,9 @@ from conftest import emt_frames
 from potstill.config import TrainConfig
 from potstill.errors import MissingLabelError, PotstillError
 from potstill.frames import get_labels, set_labels
-from potstill.models.ani import ANIModel, load_checkpoint
+from potstill.models import ANIModel, load_checkpoint
 from potstill.models.calculator import PotstillCalculator
-from potstill.predict import predict
+from potstill.models import predict
 from potstill.training.loss import LossWeights, energy_force_stress_loss
 from potstill.training.self_energy import fit_self_energies
 from potstill.training.trainer import split_indices, train_committee
@@ -137,7 +137,7 @@ def test_training_from_the_store_streams_and_matches_in_memory(tmp_path):
 
 
 def test_neighbor_cache_respects_its_byte_budget():
-    from potstill.models.neighbors import NeighborCache
+    from potstill.aev.neighbors import NeighborCache
 
     frames = emt_frames(6, seed=6)
     cache = NeighborCache(max_frames=100, max_bytes=1)

@@ -183,7 +183,7 @@ def test_evaluate_scores_a_committee_on_any_pool(tmp_path):
     element): errors and parity plot of a saved committee against the pool's labels."""
     import json
 
-    from potstill.models.ani import ANIModel, save_checkpoint
+    from potstill.models import ANIModel, save_checkpoint
     from potstill.models.committee import Committee
 
     _ni_store(tmp_path / "ni.db", n=2)

@@ -200,8 +200,8 @@ def evaluate(committee: Path = typer.Argument(..., help="Trained committee, e.g.
     if not frames:
         raise PotstillError(f"the pool {pool} is empty")
     claim_output([out / "evaluate.json", out / "parity.png"], overwrite=overwrite, resume=False, what="evaluate")
-    from potstill.models.ani import load_checkpoint
-    from potstill.predict import predict
+    from potstill.models import load_checkpoint
+    from potstill.models import predict
     from potstill.report.plots import parity_panel
     from potstill.validation.metrics import pair_errors, pool_pairs
 

@@ -2,9 +2,9 @@
 
 Contract: ``AEVDescriptor(species, aev=...)(atoms) -> (n_atoms, n_features) float32`` and
 ``.per_atom(frames) -> list`` of such arrays, one per frame, in order. The numbers are
-potstill's own ANI AEV (:meth:`potstill.models.ani.ANIModel.aev`, the same terms and
+potstill's own ANI AEV (:func:`potstill.aev.kernel.batch_aev`, the same terms and
 layout as TorchANI's ``AEVComputer``) in float32, so a descriptor and a model with the
-same :class:`~potstill.models.ani.AEVConfig` see the same features.
+same :class:`~potstill.aev.config.AEVConfig` see the same features.
 
 Frames are read once, in order (a lazy :class:`~potstill.store.StoredFrames` view is
 iterated chunk by chunk and never held whole), and computed in batches of ``chunk``
@@ -24,9 +24,11 @@ import torch
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
+from potstill.aev.config import AEV_PRESETS, AEVConfig
+from potstill.aev.kernel import batch_aev
+from potstill.aev.neighbors import Batch
 from potstill.descriptors.chunks import per_atom_in_chunks
 from potstill.errors import PotstillError
-from potstill.models.ani import PRESETS, AEVConfig, ANIModel
 
 __all__ = ["AEVDescriptor"]
 
@@ -54,17 +56,18 @@ class AEVDescriptor:
         max_cache_bytes: int = 1 << 30,
     ):
         if isinstance(aev, str):
-            if aev not in PRESETS:
+            if aev not in AEV_PRESETS:
                 raise PotstillError(
-                    f"unknown AEV preset {aev!r}; accepted: {', '.join(PRESETS)} or an AEVConfig"
+                    f"unknown AEV preset {aev!r}; accepted: {', '.join(AEV_PRESETS)} or an AEVConfig"
                 )
-            aev = PRESETS[aev]["aev"]
+            aev = AEV_PRESETS[aev]
         self.aev_config = aev if aev is not None else AEVConfig()
         if chunk < 1:
             raise PotstillError(f"chunk must be >= 1 frame, got {chunk}")
         self.chunk = int(chunk)
         self.max_cache_bytes = int(max_cache_bytes)
-        self._model: ANIModel | None = None
+        self._species: list[str] | None = None
+        self._computer = None  # the TorchANI AEVComputer, once the species are known
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._cache_bytes = 0
         if species is not None:
@@ -73,14 +76,14 @@ class AEVDescriptor:
     @property
     def species(self) -> list[str] | None:
         """Element symbols of the AEV layout (None until known)."""
-        return None if self._model is None else list(self._model.species)
+        return None if self._species is None else list(self._species)
 
     @property
     def n_features(self) -> int:
         """Length of one atom's AEV (needs the species)."""
-        if self._model is None:
+        if self._computer is None:
             raise PotstillError("the AEV length depends on the species: pass species= first")
-        return int(self._model.aev_computer.out_dim)
+        return int(self._computer.out_dim)
 
     def __call__(self, atoms: Atoms) -> np.ndarray:
         """AEVs ``(n_atoms, n_features)`` float32 of one frame."""
@@ -95,15 +98,15 @@ class AEVDescriptor:
         unknown = [s for s in species if s not in atomic_numbers]
         if unknown or not species:
             raise PotstillError(f"species must be element symbols like 'Ni', got {species}")
-        # hidden=() keeps the unused per-element networks to one small linear layer
-        self._model = ANIModel(species, aev=self.aev_config, hidden=(), seed=0).float()
+        self._species = species
+        self._computer = self.aev_config.build(len(species)).float()
 
     def _chunk(self, frames: list[Atoms]) -> list[np.ndarray]:
         keys = [_frame_key(atoms) for atoms in frames]
         out: list[np.ndarray | None] = [self._cached(key) for key in keys]
         todo = [i for i, value in enumerate(out) if value is None]
         if todo:
-            if self._model is None:
+            if self._computer is None:
                 numbers = np.unique(np.concatenate([frames[i].numbers for i in todo]))
                 self._build([chemical_symbols[z] for z in numbers])
             computed = self._compute([frames[i] for i in todo])
@@ -113,18 +116,18 @@ class AEVDescriptor:
         return out  # type: ignore[return-value]
 
     def _compute(self, frames: list[Atoms]) -> list[np.ndarray]:
-        model = self._model
-        assert model is not None
-        known = set(model.species)
+        species, cutoff = self._species, self.aev_config.radial_cutoff
+        known = set(species)
         for atoms in frames:
             extra = set(atoms.get_chemical_symbols()) - known
             if extra:
                 raise PotstillError(
                     f"a frame holds {sorted(extra)}, outside the descriptor's species "
-                    f"{model.species}; build the descriptor with species= listing every element"
+                    f"{species}; build the descriptor with species= listing every element"
                 )
         with torch.inference_mode():
-            features = model.aev(model.batch(frames)).numpy()
+            batch = Batch.from_atoms(frames, species, cutoff, dtype=torch.float32)
+            features = batch_aev(self._computer, batch, batch.pair_vectors(), cutoff).numpy()
         counts = np.cumsum([len(atoms) for atoms in frames])[:-1]
         return [block.copy() for block in np.split(features, counts)]
 

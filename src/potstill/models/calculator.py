@@ -20,9 +20,10 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from potstill.errors import PotstillError
-from potstill.models.ani import ANIModel, load_checkpoint
+from potstill.models.ani import ANIModel
+from potstill.models.checkpoint import load_checkpoint
 from potstill.models.committee import Committee
-from potstill.models.neighbors import FrameBatcher
+from potstill.aev.neighbors import FrameBatcher
 
 __all__ = ["PotstillCalculator"]
 

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from potstill.errors import PotstillError
 from potstill.models.ani import ANIModel
-from potstill.models.neighbors import Batch
+from potstill.aev.neighbors import Batch
 
 __all__ = ["Committee"]
 

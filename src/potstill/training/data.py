@@ -1,6 +1,6 @@
 """Labeled batches: frames -> (model input, targets) tensors.
 
-A :class:`LabeledBatch` pairs the model's :class:`~potstill.models.neighbors.Batch`
+A :class:`LabeledBatch` pairs the model's :class:`~potstill.aev.neighbors.Batch`
 (species, positions, cells, neighbor pairs) with the reference's labels as tensors:
 ``energy (B,)`` eV, ``forces (n_total, 3)`` eV/A, ``stress (B, 6)`` eV/A^3 (zeros where
 a frame has none, flagged by ``has_stress``), ``volume (B,)`` A^3, ``n_atoms (B,)``.
@@ -17,7 +17,7 @@ from ase import Atoms
 
 from potstill.errors import PotstillError
 from potstill.frames import get_labels
-from potstill.models.neighbors import Batch, NeighborCache
+from potstill.aev.neighbors import Batch, NeighborCache
 
 
 @dataclass

@@ -51,7 +51,7 @@ class FrameUncertainty:
 def committee_uncertainty(committee, frames: Sequence[Atoms], *, batch_size: int = 64) -> FrameUncertainty:
     """Committee-mean energies and per-atom std of atomic energies of ``frames``
     (energies only: no forces or stress are computed)."""
-    from potstill.predict import predict
+    from potstill.models import predict
 
     predictions = predict(committee, frames, batch_size=batch_size, dtype=None, forces=False)
     return FrameUncertainty(energy=np.array([p["energy"] for p in predictions]),
@@ -181,7 +181,7 @@ def train_member(task: MemberTask, progress=None) -> dict:
     """Train (or reuse, when already saved with the same task) one member; save it at
     ``task.out_path`` and return its summary."""
     from potstill.config import TrainConfig
-    from potstill.models.ani import ANIModel, load_checkpoint, save_checkpoint
+    from potstill.models import ANIModel, load_checkpoint, save_checkpoint
     from potstill.store import Store
     from potstill.training.trainer import TrainResult, summarize, train_model
 

@@ -26,9 +26,9 @@ from ase import Atoms
 from potstill.config import TrainConfig
 from potstill.errors import PotstillError
 from potstill.frames import get_labels
-from potstill.models.ani import ANIModel, load_checkpoint, save_checkpoint
+from potstill.models import ANIModel, load_checkpoint, save_checkpoint
 from potstill.models.committee import Committee
-from potstill.models.neighbors import NeighborCache
+from potstill.aev.neighbors import NeighborCache
 from potstill.training.data import LabeledBatch, iterate_batches
 from potstill.training.loss import LossWeights, energy_force_stress_loss
 from potstill.training.self_energy import composition, solve_self_energies

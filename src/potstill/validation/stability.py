@@ -89,7 +89,7 @@ def md_stability(
 def min_pair_distance(atoms: Atoms, cutoff_A: float = 3.0) -> float:
     """Shortest interatomic distance (A, periodic images included); ``inf`` when no pair
     is closer than ``cutoff_A``."""
-    from potstill.models.neighbors import frame_pairs
+    from potstill.aev.neighbors import frame_pairs
 
     pairs, shifts = frame_pairs(atoms, cutoff_A)  # vesin, as the models' own neighbour search
     if pairs.shape[1] == 0:

@@ -153,7 +153,7 @@ def _share_descriptor(selector, options: dict):
 
 def _train(task: ComboTask, selected_ids: list[int]):
     from potstill.config import TrainConfig
-    from potstill.models.ani import ANIModel, save_checkpoint
+    from potstill.models import ANIModel, save_checkpoint
     from potstill.training.trainer import train_committee
 
     frames = Store(task.pool_url, create=False).frames(selected_ids)
@@ -169,7 +169,7 @@ def _train(task: ComboTask, selected_ids: list[int]):
 
 
 def _evaluate(model, frames, reference: str) -> dict:
-    from potstill.predict import predict
+    from potstill.models import predict
     from potstill.validation.metrics import pool_errors
 
     errors = pool_errors(frames, predict(model, frames), reference)

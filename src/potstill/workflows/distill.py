@@ -315,7 +315,7 @@ def _train_members(tasks: list[MemberTask], executor, progress) -> list[dict]:
 
 
 def _load_committee(root: Path, i: int, n_members: int):
-    from potstill.models.ani import load_checkpoint
+    from potstill.models import load_checkpoint
     from potstill.models.committee import Committee
 
     return Committee([load_checkpoint(root / f"iter_{i}" / f"member_{k}.pt") for k in range(n_members)])
@@ -396,7 +396,7 @@ _CURVE_KEYS = ("iteration", "final_pass", "chunk", "n_chunk", "n_new", "n_select
 
 
 def _finish(config: RunConfig, out: Path, pool: _Pool, iterations: list[_Iteration], started: float) -> dict:
-    from potstill.models.ani import save_checkpoint
+    from potstill.models import save_checkpoint
     from potstill.report.distill import distill_curve, distill_markdown
     from potstill.report.html import write_html
 

@@ -180,7 +180,7 @@ def make_model_factory(config: RunConfig):
 def train(config: RunConfig, out: Path, *, overwrite: bool = False, resume: bool = False, progress=None) -> dict:
     """Select the training frames from the pool and train the committee."""
     from potstill.frames import check_elements
-    from potstill.models.ani import save_checkpoint
+    from potstill.models import save_checkpoint
     from potstill.training.trainer import summarize, train_committee
 
     train_dir = out / "train"
@@ -212,9 +212,9 @@ def train(config: RunConfig, out: Path, *, overwrite: bool = False, resume: bool
 def validate(config: RunConfig, out: Path, *, overwrite: bool = False, progress=None) -> dict:
     """Validate the committee on the pool, on relaxed crystals and on elastic constants;
     write ``<out>/report`` (summary.json, PNGs, index.html)."""
-    from potstill.models.ani import load_checkpoint
+    from potstill.models import load_checkpoint
     from potstill.models.calculator import PotstillCalculator
-    from potstill.predict import predict
+    from potstill.models import predict
     from potstill.references import make_calculator
     from potstill.report.html import write_html
     from potstill.report.plots import parity_panel
@@ -295,7 +295,7 @@ def _pool_summary(errors: dict) -> dict:
 
 
 def _learning_curves(train_record: dict, train_dir: Path, path: Path):
-    from potstill.models.ani import load_checkpoint
+    from potstill.models import load_checkpoint
     from potstill.report.learning import learning_curves
 
     histories = []

@@ -1,21 +1,21 @@
 """Batched predictions of a model or committee on many frames.
 
 Faster than driving the ASE calculator frame by frame: frames are evaluated ``batch_size``
-at a time. Returns, per frame, a dict with ``energy`` (eV), ``forces`` (n_atoms, 3) eV/A,
+at a time, always without a graph (``torch.no_grad()``): forces and stress come from the
+model's hand-written inference path, as in the ASE calculator. Returns, per frame, a dict with ``energy`` (eV), ``forces`` (n_atoms, 3) eV/A,
 ``stress`` (6,) eV/A^3 Voigt (periodic frames only) and ``energies`` (n_atoms,) eV; a
 committee adds ``energy_std`` (eV) and ``energies_std`` (n_atoms,) eV.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Sequence
 
 import numpy as np
 import torch
 from ase import Atoms
 
-from potstill.models.neighbors import Batch
+from potstill.aev.neighbors import Batch
 
 
 def predict(
@@ -41,7 +41,7 @@ def predict(
     for start in range(0, len(frames), batch_size):
         chunk = list(frames[start : start + batch_size])
         batch = Batch.from_atoms(chunk, species=model.species, cutoff=model.cutoff, dtype=dtype, device=device)
-        with torch.no_grad() if not forces else nullcontext():
+        with torch.no_grad():
             out = model(batch, forces=forces, stress=forces and all(a.pbc.all() for a in chunk))
         results.extend(_split(out, batch, chunk))
         if progress is not None:

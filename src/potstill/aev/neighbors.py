@@ -228,6 +228,27 @@ class Batch:
         )
         return batch.to(dtype=dtype, device=device)
 
+    def pair_counts(self) -> list[int]:
+        """Pairs of each frame; a Batch keeps each frame's pairs together, in frame order."""
+        return torch.bincount(self.pair_frame, minlength=self.n_frames).tolist()
+
+    def pair_vectors(
+        self, positions: torch.Tensor | None = None, cells: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Pair vectors ``(P, 3)`` ``r_i - r_j + shift @ cell`` of :attr:`pairs`, Angstrom.
+
+        ``positions (n_total, 3)`` and ``cells (B, 3, 3)`` default to the batch's; pass
+        strained or differentiable copies to take derivatives.
+        """
+        positions = self.positions if positions is None else positions
+        cells = self.cells if cells is None else cells
+        if self.n_frames == 1:
+            shift_vectors = self.shifts @ cells[0]
+        else:  # one small matmul per frame: much faster than a 3x3 product per pair
+            blocks = self.shifts.split(self.pair_counts())
+            shift_vectors = torch.cat([shifts @ cell for shifts, cell in zip(blocks, cells)])
+        return positions[self.pairs[0]] - positions[self.pairs[1]] + shift_vectors
+
     def to(
         self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
     ) -> Batch:
