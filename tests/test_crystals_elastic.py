@@ -22,14 +22,8 @@ from ase.io import write
 from potstill.errors import PotstillError
 from potstill.lammps_runtime import load_lammps, resolve_potential
 from potstill.references.lammps import LammpsCalculator
-from potstill.validation.crystals import (
-    build_crystal,
-    compare_crystals,
-    default_lattice_A,
-    format_crystal_table,
-    relax_crystal,
-    shortest_bond_A,
-)
+from potstill.crystals import build_crystal, default_lattice_A, relax_crystal, shortest_bond_A
+from potstill.validation.crystals import compare_crystals, format_crystal_table
 from potstill.validation.elastic import (
     compare_elastic,
     cubic_summary,

@@ -13,7 +13,7 @@ from potstill.errors import PotstillError
 from potstill.references.lammps import LammpsCalculator
 from potstill.sampling.bias import BiasGrid, WangLandau
 from potstill.sampling.momt import MomtRun, MomtSettings, count_round_trips
-from potstill.sampling.order_parameter import fcc_order_parameter
+from potstill.descriptors.order_parameter import fcc_order_parameter
 
 NI = dict(pair_style="eam/alloy", potential="NiAlH_jea.eam.alloy", elements=["Ni"])
 

@@ -5,7 +5,7 @@ import pytest
 from ase.build import bulk
 
 from potstill.errors import PotstillError
-from potstill.sampling.order_parameter import fcc_order_parameter, order_parameter_of
+from potstill.descriptors.order_parameter import fcc_order_parameter, order_parameter_of
 
 
 def _fcc(n=3, a=3.52):
@@ -71,7 +71,7 @@ def test_wrong_atom_count_is_a_clear_error():
 
 
 def test_lower_triangular_cells_take_the_closed_form_inverse():
-    from potstill.sampling.order_parameter import _inverse
+    from potstill.descriptors.order_parameter import _inverse
 
     cell = np.array([[7.1, 0.0, 0.0], [0.4, 6.9, 0.0], [-0.3, 0.2, 7.3]])
     np.testing.assert_allclose(_inverse(cell), np.linalg.inv(cell), rtol=1e-13)

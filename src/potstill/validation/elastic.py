@@ -17,7 +17,7 @@ Contract
   ``G = (C11 - C12) / 2`` (the shear modulus of seed 001 Tables 2-5) and
   ``nu = C12 / (C11 + C12)``.
 - :func:`compare_elastic` relaxes the 32-atom FCC cell of
-  :mod:`potstill.validation.crystals` (2.5 % expanded start) for model and reference and
+  :mod:`potstill.crystals` (2.5 % expanded start) for model and reference and
   compares them as in seed 001 Table 4, errors in percent of the reference.
 """
 
@@ -31,7 +31,7 @@ from ase.calculators.calculator import Calculator
 from ase.units import GPa
 
 from potstill.errors import PotstillError
-from potstill.validation.crystals import lattice_constants_A, relax_atoms, relax_crystal
+from potstill.crystals import lattice_constants_A, relax_atoms, relax_crystal
 
 # Voigt index -> the (i, j) entries of the 3x3 strain it sets
 _VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -73,7 +73,7 @@ def elastic_constants(
     Returns ``{"C11", "C12", "C44", "K", "G", "nu", "matrix_GPa" (6x6 nested list,
     Voigt order xx yy zz yz xz xy), "max_asymmetry_GPa" (max |C_ij - C_ji|),
     "residual_stress_GPa" (6,), "lattice_A" (dict, or None if the cell was not built by
-    :func:`potstill.validation.crystals.build_crystal`), "strain", "relax_ions",
+    :func:`potstill.crystals.build_crystal`), "strain", "relax_ions",
     "ions_converged" (False if any fixed-cell relaxation stopped at ``steps`` before
     reaching ``fmax_eV_per_A``; the constants are then less certain)}``.
     """
@@ -138,7 +138,7 @@ def compare_elastic(
     """FCC lattice constant and elastic constants of model vs reference (seed 001 Table 4).
 
     Both calculators relax the 32-atom FCC cell with
-    :func:`potstill.validation.crystals.relax_crystal` (``relax_options`` are passed on),
+    :func:`potstill.crystals.relax_crystal` (``relax_options`` are passed on),
     then :func:`elastic_constants` is applied. Returns::
 
         {"element": str,

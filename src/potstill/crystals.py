@@ -1,0 +1,206 @@
+"""FCC, BCC and HCP supercells, relaxed with any ASE calculator.
+
+The cells of seed 000's validation (Tables 1-3, S6, S7), used to compare a model with its
+reference (:mod:`potstill.validation.crystals`), for elastic constants
+(:mod:`potstill.validation.elastic`) and for the lattice ratio of a translation
+(:mod:`potstill.sampling.translate`).
+
+Contract
+--------
+- Cells: FCC is the 2x2x2 conventional cubic cell (32 atoms), BCC the 3x3x3
+  conventional cubic cell (54 atoms), HCP the 4-atom orthorhombic cell
+  (a, sqrt(3) a, c) repeated 3x2x2 (48 atoms, about 7.5 x 8.6 x 8.1 A for Ni).
+- Start: the lattice guess (default: the element's atomic volume from
+  ``ase.data.reference_states``, kept equal across structures, ideal c/a for HCP) is
+  expanded by ``expand`` (2.5 % by default, as in seed 001) so every relaxation does
+  real work; no EOS scan is needed.
+- Relaxation: positions and cell together with FIRE on ``ase.filters.FrechetCellFilter``
+  until the largest force (eV/A; cell "forces" are virial / n_atoms, eV) is below
+  ``fmax_eV_per_A``. The default 1e-3 eV/A leaves a residual stress of ~0.02 GPa,
+  i.e. lattice errors ~1e-4 A.
+- No rattle by default: a perfect start keeps the crystal's symmetry, so a mechanically
+  unstable phase (BCC Ni in EAM) stays in its own basin, as in the seeds' tables. A
+  seeded rattle (``rattle_A``) is available to test whether a phase survives.
+- Bond length: shortest interatomic distance under periodic boundaries, A.
+- Energies are totals per atom, eV/atom, exactly as the calculator reports them (for an
+  NNP this includes its self-energies, so compare like with like).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.calculator import Calculator
+from ase.data import atomic_numbers, reference_states
+from ase.filters import FrechetCellFilter
+from ase.neighborlist import neighbor_list
+from ase.optimize import FIRE
+
+from potstill.errors import PotstillError
+
+STRUCTURES = ("fcc", "bcc", "hcp")
+SUPERCELLS = {"fcc": (2, 2, 2), "bcc": (3, 3, 3), "hcp": (3, 2, 2)}
+IDEAL_C_OVER_A = math.sqrt(8.0 / 3.0)
+_ATOMS_PER_CELL = {"fcc": 4, "bcc": 2, "hcp": 4}  # conventional / orthorhombic cells
+
+
+def default_lattice_A(structure: str, element: str) -> dict[str, float]:
+    """Lattice guess (A) of ``structure`` at the element's reference atomic volume.
+
+    The atomic volume comes from ``ase.data.reference_states`` (for Ni: FCC, a = 3.52 A,
+    10.90 A^3/atom); FCC and BCC get the cubic ``a`` of that volume, HCP ``a`` and ``c``
+    at the ideal c/a = sqrt(8/3).
+    """
+    _check_structure(structure)
+    volume = _reference_atomic_volume_A3(element)
+    if structure == "fcc":
+        return {"a": (4.0 * volume) ** (1.0 / 3.0)}
+    if structure == "bcc":
+        return {"a": (2.0 * volume) ** (1.0 / 3.0)}
+    a = (4.0 * volume / (math.sqrt(3.0) * IDEAL_C_OVER_A)) ** (1.0 / 3.0)
+    return {"a": a, "c": a * IDEAL_C_OVER_A}
+
+
+def build_crystal(structure: str, element: str, *, lattice_A: dict[str, float]) -> Atoms:
+    """The validation supercell of ``structure`` (see module docstring for sizes).
+
+    ``lattice_A``: ``{"a": ...}`` (and ``"c"`` for HCP; ideal c/a when absent), A.
+    The structure and repeats are recorded in ``atoms.info["crystal_structure"]`` and
+    ``atoms.info["supercell"]`` so :func:`lattice_constants_A` can read them back.
+    """
+    _check_structure(structure)
+    a = float(lattice_A["a"])
+    if structure == "hcp":
+        c = float(lattice_A.get("c", a * IDEAL_C_OVER_A))
+        cell = bulk(element, "hcp", a=a, c=c, orthorhombic=True)
+    else:
+        cell = bulk(element, structure, a=a, cubic=True)
+    atoms = cell.repeat(SUPERCELLS[structure])
+    atoms.info["crystal_structure"] = structure
+    atoms.info["supercell"] = SUPERCELLS[structure]
+    return atoms
+
+
+def lattice_constants_A(atoms: Atoms) -> dict[str, float]:
+    """Lattice constants (A) of a cell made by :func:`build_crystal` (possibly relaxed).
+
+    Cubic: ``{"a"}``, the mean of the three cell lengths over the repeats. HCP:
+    ``{"a", "c"}`` from the orthorhombic cell's first and third lengths (the second,
+    sqrt(3) a, is a check of the shape, not reported).
+    """
+    structure = atoms.info.get("crystal_structure")
+    repeats = atoms.info.get("supercell")
+    if structure not in STRUCTURES or repeats is None:
+        raise PotstillError(
+            "lattice constants need a cell built by potstill.crystals."
+            "build_crystal (atoms.info lacks 'crystal_structure'/'supercell')"
+        )
+    per_cell = atoms.cell.lengths() / np.asarray(repeats, dtype=float)
+    if structure == "hcp":
+        return {"a": float(per_cell[0]), "c": float(per_cell[2])}
+    return {"a": float(np.mean(per_cell))}
+
+
+def shortest_bond_A(atoms: Atoms) -> float:
+    """Shortest interatomic distance (A), minimum image under the cell's periodicity."""
+    if len(atoms) < 2 and not atoms.pbc.any():
+        raise PotstillError("a bond length needs at least two atoms or a periodic cell")
+    volume_per_atom = abs(atoms.get_volume()) / len(atoms) if atoms.pbc.all() else 20.0
+    cutoff = 1.5 * volume_per_atom ** (1.0 / 3.0)
+    for _ in range(4):
+        distances = neighbor_list("d", atoms, cutoff)
+        if len(distances):
+            return float(np.min(distances))
+        cutoff *= 2.0
+    raise PotstillError(f"no neighbours within {cutoff:.1f} A; is the structure exploded?")
+
+
+def relax_atoms(
+    atoms: Atoms,
+    calc: Calculator,
+    *,
+    fmax_eV_per_A: float = 1e-3,
+    steps: int = 3000,
+    relax_cell: bool = True,
+) -> dict:
+    """Relax ``atoms`` in place (positions, and the cell when ``relax_cell``) with FIRE.
+
+    Returns ``{"converged": bool, "steps": int}``. The calculator stays attached.
+    """
+    atoms.calc = calc
+    target = FrechetCellFilter(atoms) if relax_cell else atoms
+    optimizer = FIRE(target, logfile=None)
+    with warnings.catch_warnings():
+        # FrechetCellFilter's matrix log warns about ~1e-13 round-off near the identity
+        warnings.filterwarnings("ignore", message="logm result may be inaccurate")
+        converged = bool(optimizer.run(fmax=fmax_eV_per_A, steps=steps))
+    return {"converged": converged, "steps": int(optimizer.get_number_of_steps())}
+
+
+def relax_crystal(
+    structure: str,
+    element: str,
+    calc: Calculator,
+    *,
+    lattice_guess_A: dict[str, float] | None = None,
+    expand: float = 0.025,
+    fmax_eV_per_A: float = 1e-3,
+    steps: int = 3000,
+    rattle_A: float = 0.0,
+    seed: int = 0,
+) -> dict:
+    """Relax the ``structure`` supercell of ``element`` with ``calc``.
+
+    ``lattice_guess_A``: start lattice (see :func:`build_crystal`), default
+    :func:`default_lattice_A`; it is scaled by ``1 + expand`` (linear) before relaxing.
+    ``rattle_A``: standard deviation (A) of a seeded Gaussian displacement of the start.
+
+    Returns ``{"structure", "n_atoms", "bond_length_A", "energy_eV_per_atom",
+    "lattice_A": {"a"[, "c"]}, "converged", "steps", "atoms"}``; ``atoms`` is the
+    relaxed cell (no calculator), for elastic constants or writing out.
+    """
+    _check_structure(structure)
+    if not -0.2 < expand < 0.2:
+        raise PotstillError(f"expand={expand} is a linear strain; use a few percent, e.g. 0.025")
+    guess = dict(lattice_guess_A or default_lattice_A(structure, element))
+    start = {k: v * (1.0 + expand) for k, v in guess.items()}
+    atoms = build_crystal(structure, element, lattice_A=start)
+    if rattle_A > 0.0:
+        atoms.rattle(stdev=rattle_A, seed=seed)
+    run = relax_atoms(atoms, calc, fmax_eV_per_A=fmax_eV_per_A, steps=steps)
+    energy = float(atoms.get_potential_energy()) / len(atoms)
+    relaxed = atoms.copy()
+    relaxed.calc = None
+    return {
+        "structure": structure,
+        "n_atoms": len(atoms),
+        "bond_length_A": shortest_bond_A(atoms),
+        "energy_eV_per_atom": energy,
+        "lattice_A": lattice_constants_A(atoms),
+        "converged": run["converged"],
+        "steps": run["steps"],
+        "atoms": relaxed,
+    }
+
+
+
+def _check_structure(structure: str) -> None:
+    if structure not in STRUCTURES:
+        raise PotstillError(f"unknown crystal structure {structure!r}; use one of {STRUCTURES}")
+
+
+def _reference_atomic_volume_A3(element: str) -> float:
+    if element not in atomic_numbers:
+        raise PotstillError(f"unknown element {element!r}; use a chemical symbol like 'Ni'")
+    state = reference_states[atomic_numbers[element]]
+    if state is None or state.get("symmetry") not in ("fcc", "bcc", "hcp", "diamond", "sc"):
+        raise PotstillError(
+            f"ASE has no usable reference crystal for {element}; pass lattice_guess_A="
+            "{'a': ...} (and 'c' for hcp) explicitly"
+        )
+    atoms = bulk(element)
+    return atoms.get_volume() / len(atoms)
