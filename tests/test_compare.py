@@ -13,9 +13,15 @@ from conftest import emt_frames
 from potstill.errors import PotstillError
 from potstill.frames import get_labels
 from potstill.store import Store
+from potstill.rundir import RunDir
 from potstill.validation.stability import md_stability
 from potstill.workflows import compare as compare_module
-from potstill.workflows.compare import compare_selectors, load_compare_config, read_results
+from potstill.workflows import load_config
+from potstill.workflows.compare import read_results
+
+
+def compare_selectors(config, out, **flags):
+    return compare_module.run(config, RunDir(out, **flags))
 
 _TRAIN = dict(committee=1, max_epochs=3, batch_size=8, lr=3e-3, scheduler_patience=5, early_stopping_patience=10)
 
@@ -33,7 +39,8 @@ def pools(tmp_path_factory):
 def _write_config(path, pool, test, **compare):
     section = {"pool": pool.url, "test_pool": test.url, "selectors": ["random", "uniform-energy"], "budgets": [4, 0.3],
                "seeds": [0, 1], "md": {"steps": 20, "interval": 5, "temperature_K": 300.0}} | compare
-    config = {"name": "compare-test", "species": ["Ni"], "reference": {"kind": "emt", "name": "emt"},
+    config = {"workflow": "compare-selectors", "name": "compare-test", "species": ["Ni"],
+              "reference": {"kind": "emt", "name": "emt"}, "executor": "serial",
               "model": {"preset": "demo", "overrides": {"hidden": [8, 4]}}, "train": _TRAIN, "compare": section}
     path.write_text(yaml.safe_dump(config))
     return path
@@ -41,12 +48,12 @@ def _write_config(path, pool, test, **compare):
 
 def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, monkeypatch):
     pool, test = pools
-    run_config, compare = load_compare_config(_write_config(tmp_path / "c.yaml", pool, test))
+    config = load_config(_write_config(tmp_path / "c.yaml", pool, test))
     out = tmp_path / "run"
     calls = []
     real = compare_module._train
     monkeypatch.setattr(compare_module, "_train", lambda task, ids: calls.append(task.key) or real(task, ids))
-    summary = compare_selectors(run_config, compare, out)
+    summary = compare_selectors(config, out)
     rows = read_results(out / "compare" / "results.jsonl")
     assert len(rows) == len(calls) == 2 * 2 * 2
     assert {(r["selector"], r["n_train"], r["seed"]) for r in rows} == {
@@ -64,12 +71,12 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
     random_4 = {r["seed"]: r["selected_ids"] for r in rows if r["selector"] == "random" and r["n_train"] == 4}
     assert random_4[0] != random_4[1]
     # summary and plot
-    saved = json.loads((out / "report" / "compare_summary.json").read_text())
+    saved = json.loads((out / "report" / "compare" / "summary.json").read_text())
     assert saved["n_finished"] == 8 and not saved["failed"] and len(saved["table"]) == 4
     entry = saved["table"][0]
     assert entry["seeds"] == [0, 1] and set(entry["energy_l4_meV_per_atom"]) == {"mean", "std"}
     assert 0.0 <= entry["stable_fraction"] <= 1.0
-    assert (out / "report" / "compare_errors.png").stat().st_size > 0 and summary["table"] == saved["table"]
+    assert (out / "report" / "compare" / "compare_errors.png").stat().st_size > 0 and summary["table"] == saved["table"]
     # versus random: the ratios of the seed means, and the verdicts that follow from them
     for verdict in saved["versus_random"]:
         assert verdict["selector"] == "uniform-energy"
@@ -79,9 +86,9 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
         assert verdict["force_rmse_eV_per_A_ratio"] == pytest.approx(ratio)
         assert verdict["beats_random_force_rmse"] == (ratio < 1)
     assert len(saved["versus_random"]) == 2
-    markdown = (out / "report" / "compare_table.md").read_text()
+    markdown = (out / "report" / "compare" / "compare_table.md").read_text()
     assert markdown.count("\n") == 2 + 4 and "| 4 | random |" in markdown
-    assert "<img src='compare_errors.png'" in (out / "report" / "compare.html").read_text()
+    assert "<img src='compare_errors.png'" in (out / "report" / "compare" / "index.html").read_text()
     # coverage: percentiles of the reference energy per atom of what each selector picked
     energy = {a.info["store_id"]: get_labels(a, "emt").energy / len(a) for a in pool.get(pool.ids())}
     coverage = saved["coverage"]
@@ -91,22 +98,23 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
     entry = next(c for c in coverage["selected"] if (c["selector"], c["n_train"]) == ("uniform-energy", 9))
     assert entry["p5"] == pytest.approx(np.percentile(uniform_9, 5)) and entry["p95"] == pytest.approx(np.percentile(uniform_9, 95))
     assert entry["below_pool_p25"] == pytest.approx(np.mean(np.asarray(uniform_9) < coverage["pool"]["p25"]))
-    assert len(coverage["selected"]) == 4 and (out / "report" / "compare_coverage.png").stat().st_size > 0
+    assert len(coverage["selected"]) == 4 and (out / "report" / "compare" / "compare_coverage.png").stat().st_size > 0
     # a rerun refuses without --resume; with it, finished combinations are skipped
     with pytest.raises(PotstillError, match="--resume"):
-        compare_selectors(run_config, compare, out)
+        compare_selectors(config, out)
     calls.clear()
-    compare_selectors(run_config, compare, out, resume=True)
+    compare_selectors(config, out, resume=True)
     assert calls == [] and len(read_results(out / "compare" / "results.jsonl")) == 8
     # a new seed on resume trains only its combinations
-    more = compare.model_copy(update={"seeds": [0, 1, 2], "selectors": compare.selectors[:1], "budgets": [4]})
-    compare_selectors(run_config, more, out, resume=True)
+    more = config.compare.model_copy(update={"seeds": [0, 1, 2], "selectors": config.compare.selectors[:1],
+                                            "budgets": [4]})
+    compare_selectors(config.model_copy(update={"compare": more}), out, resume=True)
     assert calls == ["random_b4_s2"]
 
 
 def test_failures_are_recorded_and_retried_on_resume(pools, tmp_path, monkeypatch):
     pool, test = pools
-    run_config, compare = load_compare_config(
+    config = load_config(
         _write_config(tmp_path / "c.yaml", pool, test, selectors=["random"], budgets=[4], seeds=[0], md={"enabled": False}))
     out = tmp_path / "run"
     real = compare_module._train
@@ -115,11 +123,11 @@ def test_failures_are_recorded_and_retried_on_resume(pools, tmp_path, monkeypatc
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(compare_module, "_train", broken)
-    summary = compare_selectors(run_config, compare, out)
+    summary = compare_selectors(config, out)
     assert summary["failed"] == ["random_b4_s0"] and summary["n_finished"] == 0
     assert "out of memory" in (out / "compare" / "failures.jsonl").read_text()
     monkeypatch.setattr(compare_module, "_train", real)
-    summary = compare_selectors(run_config, compare, out, resume=True)
+    summary = compare_selectors(config, out, resume=True)
     assert summary["failed"] == [] and summary["n_finished"] == 1
 
 
@@ -132,11 +140,11 @@ def test_a_held_out_part_of_the_same_store_is_never_selected_from(pools, tmp_pat
     data["compare"]["test_pool"] = {"path": pool.url, "start": 15}
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(PotstillError, match="shares 5 frames"):
-        compare_selectors(*load_compare_config(path), tmp_path / "run")
+        compare_selectors(load_config(path), tmp_path / "run")
     assert not (tmp_path / "run").exists()
     data["compare"]["test_pool"] = {"path": pool.url, "start": 20, "stride": 2}
     path.write_text(yaml.safe_dump(data))
-    summary = compare_selectors(*load_compare_config(path), tmp_path / "run")
+    summary = compare_selectors(load_config(path), tmp_path / "run")
     ids = pool.ids()
     rows = read_results(tmp_path / "run" / "compare" / "results.jsonl")
     assert summary["n_pool"] == 20 and summary["n_test"] == 5 and len(rows) == 2
@@ -155,16 +163,17 @@ def test_bad_config_is_one_line_error(pools, tmp_path, change, message):
     pool, test = pools
     path = _write_config(tmp_path / "c.yaml", pool, test, **change)
     with pytest.raises(PotstillError, match=message) as error:
-        compare_selectors(*load_compare_config(path), tmp_path / "run")
+        compare_selectors(load_config(path), tmp_path / "run")
     assert "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
 
 
 def test_missing_compare_section_is_one_line_error(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("name: x\n")
-    with pytest.raises(PotstillError, match="no `compare` section"):
-        load_compare_config(path)
+    path.write_text("workflow: compare-selectors\nname: x\n")
+    with pytest.raises(PotstillError, match="compare: Field required") as error:
+        load_config(path)
+    assert "\n" not in str(error.value)
 
 
 def test_stability_flags_atoms_too_close_and_passes_a_relaxed_crystal():
@@ -232,8 +241,8 @@ def test_a_selectors_learned_state_is_kept_with_its_result(pools, tmp_path):
     import dataclasses
 
     pool, test = pools
-    run_config, compare = load_compare_config(_write_config(tmp_path / "c.yaml", pool, test))
-    first = compare_module._tasks(run_config, compare, tmp_path / "run", pool.ids(), test.ids())[0]
+    config = load_config(_write_config(tmp_path / "c.yaml", pool, test))
+    first = compare_module._tasks(config, tmp_path / "run", pool.ids(), test.ids())[0]
     task = dataclasses.replace(
         first, selector="committee", selector_name="committee", n_train=6,
         selector_options={"reference": "emt", "n_chunks": 3, "committee": 2, "overrides": {"hidden": [8]},

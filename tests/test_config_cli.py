@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from potstill.config import load_config
+from potstill.workflows import load_config
 from potstill.errors import PotstillError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,40 +97,48 @@ def test_stage_refuses_to_overwrite_and_label_resumes(tmp_path):
 
 
 @pytest.mark.parametrize("mode, message", [("nan", "non-finite forces"), ("crash", "SCF did not converge")])
-def test_broken_reference_keeps_what_was_labeled(tmp_path, monkeypatch, mode, message):
+def test_broken_reference_is_recorded_and_the_other_frames_are_labeled(tmp_path, monkeypatch, mode, message):
     from conftest import emt_frames
-    from potstill import references
     from potstill.frames import has_labels
+    from potstill.labeling.label import check_failures, label_store
+    from potstill.references import ReferenceConfig
     from potstill.store import Store
-    from potstill.workflows.standard import label
 
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    monkeypatch.setitem(references._REGISTRY, "faulty", ("faulty_reference:make_calculator", {}))
     store = Store(tmp_path / "pool.db")
     store.add(emt_frames(6, reference="eam"))  # steps 0..5
+    faulty = ReferenceConfig(kind="faulty_reference:make_calculator", name="dft",
+                             options={"bad_steps": [3], "mode": mode})
+    results = label_store(store, faulty, chunk=2, retries=1)
+    assert results["labeled"] == 5 and results["failed"] == [store.ids()[3]]
     with pytest.raises(PotstillError, match=message) as error:
-        label(store.url, "faulty", name="dft", options={"bad_steps": [3], "mode": mode}, chunk=2)
-    assert "\n" not in str(error.value) and "2 frames labeled and stored" in str(error.value)
+        check_failures(results, "rerun with --retry-failed")
+    assert "\n" not in str(error.value) and "5 frames labeled and stored" in str(error.value)
     frames = store.get()
-    assert [has_labels(a, "dft") for a in frames] == [True, True, False, False, False, False]
+    assert [has_labels(a, "dft") for a in frames] == [True, True, True, False, True, True]
     assert all(has_labels(a, "eam", ("energy", "forces")) for a in frames)
-    # the fix: relabel without the broken frame's problem; finished labels are kept
-    done = label(store.url, "faulty", name="dft", options={"bad_steps": []}, chunk=2)
-    assert done == {"labeled": 4, "already_labeled": 2, "reference": "dft"}
+    assert frames[3].info["dft_label_attempts"] == 2 and message in frames[3].info["dft_label_error"]
+    # a plain rerun skips the recorded failure and recomputes nothing
+    again = label_store(store, faulty, chunk=2)
+    assert again["labeled"] == 0 and again["skipped_failed"] == [store.ids()[3]] and again["already_labeled"] == 5
+    # the fix: retry just the failed frame; finished labels are kept, the record is cleared
+    fixed = faulty.model_copy(update={"options": {"bad_steps": []}})
+    done = label_store(store, fixed, chunk=2, retry_failed=True)
+    assert done["labeled"] == 1 and done["already_labeled"] == 5 and not done["failed"]
+    assert has_labels(store.get()[3], "dft") and "dft_label_error" not in store.get()[3].info
 
 
 def test_select_stage_takes_any_registered_selector_with_options(tmp_path):
     import numpy as np
 
     from conftest import emt_frames
-    from potstill.config import RunConfig
     from potstill.selection import make_selector
     from potstill.store import Store
-    from potstill.workflows.standard import select_training_frames
+    from potstill.workflows.standard import Config, select_training_frames
 
     store = Store(tmp_path / "pool.db")
     store.add(emt_frames(12))  # labels named "emt", the run's reference
-    config = RunConfig.model_validate({"reference": {"kind": "emt", "name": "emt"},
+    config = Config.model_validate({"reference": {"kind": "emt", "name": "emt"},
                                        "select": {"method": "uniform-energy", "n": 4, "seed": 3,
                                                   "options": {"bins": 2}}})
     ids, frames = select_training_frames(config, store)

@@ -9,18 +9,24 @@ import pytest
 from ase.calculators.emt import EMT
 
 from conftest import emt_frames
-from potstill.config import RunConfig, load_config
 from potstill.errors import PotstillError
 from potstill.executors import make_executor
 from potstill.frames import get_labels, labels_from_calculator
-from potstill.models import load_checkpoint
-from potstill.references import make_reference
+from potstill.labeling import augment_with_noise
+from potstill.models import load_checkpoint, parameter_checksum
+from potstill.references import ReferenceConfig
+from potstill.rundir import RunDir
 from potstill.store import Store
-from potstill.training import strategies
-from potstill.training.augment import augment_with_noise
-from potstill.training.strategies import UQStats, committee_uncertainty
+from potstill.training import committee as committee_module
+from potstill.uncertainty import UQStats
+from potstill.uncertainty.committee import committee_uncertainty
 from potstill.workflows import distill as distill_module
-from potstill.workflows.distill import distill
+from potstill.workflows import load_config
+from potstill.workflows.distill import Config
+
+
+def distill(config, out, **flags):
+    return distill_module.run(config, RunDir(out, **flags))
 
 _TRAIN = dict(committee=3, max_epochs=6, batch_size=8, lr=3e-3, scheduler_patience=5, early_stopping_patience=10)
 
@@ -46,9 +52,9 @@ def pool(tmp_path):
     return store
 
 
-def _config(pool, **distill) -> RunConfig:
-    return RunConfig.model_validate({
-        "species": ["Ni"], "reference": {"kind": "emt", "name": "emt"},
+def _config(pool, **distill) -> Config:
+    return Config.model_validate({
+        "species": ["Ni"], "reference": {"kind": "emt", "name": "emt"}, "executor": "serial",
         "model": {"preset": "demo", "overrides": {"hidden": [16, 8]}}, "train": _TRAIN,
         "distill": {"pool": pool.url, "n_chunks": 3, "k_sigma": 3.0, "augment_copies": 1, **distill},
     })
@@ -86,7 +92,7 @@ def test_random_strategy_selects_the_unusual_frame_above_mu_plus_k_sigma(pool, t
     assert selected["ids"] == _record(out, 2)["selected_ids"] and ids[13] in selected["ids"]
     assert summary["fraction_kept"] == pytest.approx(len(selected["ids"]) / 24)
     assert len(summary["curve"]) == 3 and all(r["pool_energy_mae_meV_per_atom"] > 0 for r in summary["curve"])
-    assert (out / "report" / "distill_curve.png").stat().st_size > 0
+    assert (out / "report" / "distill" / "distill_curve.png").stat().st_size > 0
     assert json.loads((out / "report" / "summary.json").read_text())["distill"]["n_selected"] == len(selected["ids"])
     assert len(load_checkpoint(out / "distill" / "committee.pt")) == 3
 
@@ -104,7 +110,7 @@ def test_inherited_keeps_old_splits_and_warm_starts(pool, tmp_path):
         previous = load_checkpoint(out / "distill" / "iter_0" / f"member_{k}.pt")
         member = second["members"][k]
         assert member["warm_start_from"].endswith(f"iter_0/member_{k}.pt")
-        assert member["initial_checksum"] == strategies.parameter_checksum(previous)
+        assert member["initial_checksum"] == parameter_checksum(previous)
 
 
 def test_final_pass_retrains_the_inherited_committee_on_the_distilled_set(pool, tmp_path):
@@ -120,12 +126,12 @@ def test_final_pass_retrains_the_inherited_committee_on_the_distilled_set(pool, 
     for k, member in enumerate(final["members"]):
         previous = load_checkpoint(out / "distill" / "iter_1" / f"member_{k}.pt")
         assert member["warm_start_from"].endswith(f"iter_1/member_{k}.pt")
-        assert member["initial_checksum"] == strategies.parameter_checksum(previous)
+        assert member["initial_checksum"] == parameter_checksum(previous)
         trained = load_checkpoint(out / "distill" / "iter_2" / f"member_{k}.pt")
-        assert strategies.parameter_checksum(trained) != member["initial_checksum"]
+        assert parameter_checksum(trained) != member["initial_checksum"]
     assert summary["final_pass"] and len(summary["curve"]) == 3
     assert summary["pool_energy_mae_meV_per_atom"] == final["pool_energy_mae_meV_per_atom"]
-    assert "| final | distilled set | 0 |" in (out / "report" / "distill_table.md").read_text()
+    assert "| final | distilled set | 0 |" in (out / "report" / "distill" / "distill_table.md").read_text()
 
 
 def test_budget_keeps_the_highest_scores_above_the_threshold_and_no_more(pool, tmp_path):
@@ -142,7 +148,7 @@ def test_budget_keeps_the_highest_scores_above_the_threshold_and_no_more(pool, t
     assert summary["n_selected"] == 11 and summary["budget_frames"] == 11
     assert summary["n_cut_by_budget"] == second["n_cut_by_budget"] + third["n_cut_by_budget"]
     # a fraction of the pool; and a budget below iteration 0 is a one-line error
-    assert RunConfig.model_validate(_config(pool, budget=0.17).model_dump()).distill.budget == 0.17
+    assert Config.model_validate(_config(pool, budget=0.17).model_dump()).distill.budget == 0.17
     with pytest.raises(PotstillError, match="budget allows 4 frames but iteration 0 keeps 8"):
         distill(_config(pool, budget=4), tmp_path / "small")
 
@@ -150,7 +156,7 @@ def test_budget_keeps_the_highest_scores_above_the_threshold_and_no_more(pool, t
 def test_resume_after_an_interrupted_iteration_trains_only_what_is_left(pool, tmp_path, monkeypatch):
     out = tmp_path / "run"
     calls = []
-    real = strategies.train_member
+    real = committee_module.train_member
 
     def interrupted(task, progress=None):
         if "iter_1" in task.out_path and task.index == 1:
@@ -158,7 +164,7 @@ def test_resume_after_an_interrupted_iteration_trains_only_what_is_left(pool, tm
         calls.append(task.out_path)
         return real(task, progress=progress)
 
-    monkeypatch.setattr(strategies, "train_member", interrupted)
+    monkeypatch.setattr(committee_module, "train_member", interrupted)
     with pytest.raises(KeyboardInterrupt):
         distill(_config(pool), out)
     assert len(calls) == 4 and not (out / "distill" / "iter_1" / "iteration.json").exists()
@@ -167,7 +173,7 @@ def test_resume_after_an_interrupted_iteration_trains_only_what_is_left(pool, tm
     member_0 = out / "distill" / "iter_1" / "member_0.pt"
     saved = member_0.stat().st_mtime_ns
     calls.clear()
-    monkeypatch.setattr(strategies, "train_member", lambda task, progress=None: calls.append(task.out_path) or real(task))
+    monkeypatch.setattr(committee_module, "train_member", lambda task, progress=None: calls.append(task.out_path) or real(task))
     distill(_config(pool), out, resume=True)
     # iteration 0 is not retrained; member 0 of iteration 1 is reused from disk
     assert calls and not any("iter_0" in path for path in calls)
@@ -179,7 +185,7 @@ def test_resume_after_an_interrupted_iteration_trains_only_what_is_left(pool, tm
 
 def test_augmentation_copy_zero_is_the_frame_and_copies_are_relabeled():
     frames = emt_frames(2, seed=3, size=1)
-    reference = make_reference("emt")
+    reference = ReferenceConfig(kind="emt", name="emt")
     copies = augment_with_noise(frames, copies=3, delta_A=0.04, reference=reference, seed=0)
     assert len(copies) == 6
     for f, frame in enumerate(frames):
@@ -201,7 +207,7 @@ def test_augmentation_copy_zero_is_the_frame_and_copies_are_relabeled():
 
 def test_bad_distill_config_is_one_line_error(pool, tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("distill: {k_sigma: 0}\n")
+    path.write_text("workflow: distill\ndistill: {k_sigma: 0}\n")
     with pytest.raises(PotstillError, match="k_sigma") as error:
         load_config(path)
     assert "\n" not in str(error.value)
@@ -209,7 +215,7 @@ def test_bad_distill_config_is_one_line_error(pool, tmp_path):
         distill(_config(pool, n_chunks=30), tmp_path / "run")
     assert "\n" not in str(error.value)
     with pytest.raises(PotstillError, match="at least 2 models"):
-        distill(RunConfig.model_validate({**_config(pool).model_dump(by_alias=True), "train": {"committee": 1}}),
+        distill(Config.model_validate({**_config(pool).model_dump(by_alias=True), "train": {"committee": 1}}),
                 tmp_path / "run2")
 
 
@@ -223,12 +229,8 @@ def test_executors_run_jobs_and_dask_is_optional():
         assert list(executor.map(operator.mul, [1, 2, 3], [4, 5, 6])) == [4, 10, 18]
     with pytest.raises(PotstillError, match="unknown executor"):
         make_executor("threads")
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        with pytest.raises(PotstillError, match=r"pip install 'potstill\[dask\]'") as error:
-            make_executor("dask", workers=2)
-        assert "\n" not in str(error.value)
+    with make_executor("auto", workers=4, jobs=1) as executor:  # one job: nothing to spread
+        assert executor.workers == 1
 
 
 def test_baseline_run_gives_the_mae_ratio_to_the_all_frames_committee(pool, tmp_path):
@@ -241,9 +243,9 @@ def test_baseline_run_gives_the_mae_ratio_to_the_all_frames_committee(pool, tmp_
     reference = all_frames["pool_energy_mae_meV_per_atom"]
     assert summary["baseline"]["pool_energy_mae_meV_per_atom"] == reference
     assert summary["baseline"]["mae_ratio"] == pytest.approx(summary["pool_energy_mae_meV_per_atom"] / reference)
-    table = (run / "report" / "distill_table.md").read_text().splitlines()
+    table = (run / "report" / "distill" / "distill_table.md").read_text().splitlines()
     assert len(table) == 2 + 2 + 1 and table[-1].startswith("| all frames | | | 24 | 100.0 |")
-    assert "distill_curve.png" in (run / "report" / "distill.html").read_text()
+    assert "distill_curve.png" in (run / "report" / "distill" / "index.html").read_text()
     other = tmp_path / "other"
     distill(_config(pool, n_chunks=1, stride=2), other)
     with pytest.raises(PotstillError, match="not an n_chunks: 1 run of the same 24 pool frames"):

@@ -8,7 +8,6 @@ import pytest
 from ase import units
 from ase.build import bulk
 
-from potstill.config import RunConfig
 from potstill.errors import PotstillError
 from potstill.references.lammps import LammpsCalculator
 from potstill.sampling.bias import BiasGrid, WangLandau
@@ -134,7 +133,7 @@ def test_momt_workflow_from_yaml_and_cli_sampler_option(tmp_path):
         "         wang_landau: {max_steps: 3000, ln_f_final: 0.3}}\n"
     )
     with pytest.raises(PotstillError, match="sampler: momt"):
-        from potstill.config import load_config
+        from potstill.workflows import load_config
 
         load_config(config)
     out = tmp_path / "run"
@@ -143,7 +142,7 @@ def test_momt_workflow_from_yaml_and_cli_sampler_option(tmp_path):
     record = json.loads((out / "sample.json").read_text())["results"]
     assert record["n_frames"] == 6
     assert record["reference_runs"]["NPT from crystal"]["O_over_N_min"] > 0.5
-    assert (out / "report" / "momt_traces.png").stat().st_size > 0
+    assert (out / "report" / "sample" / "momt_traces.png").stat().st_size > 0
     # resume after the state was saved: nothing is redone, frames are not duplicated
     result = CliRunner().invoke(app, ["sample", str(config), "--sampler", "momt", "--out", str(out), "--resume"])
     assert result.exit_code == 0, result.output
@@ -153,12 +152,12 @@ def test_momt_workflow_from_yaml_and_cli_sampler_option(tmp_path):
 
 
 def test_momt_stage_rejects_a_start_that_is_not_an_fcc_cube(tmp_path):
-    from potstill.config import load_config
-    from potstill.workflows import momt
+    from potstill.rundir import RunDir
+    from potstill.workflows import load_config, standard
 
     config = tmp_path / "momt.yaml"
     config.write_text("species: [Ni]\nsample:\n  sampler: momt\n"
                       "  structure: {element: Ni, lattice: hcp, repeat: [2, 2, 2]}\n")
     with pytest.raises(PotstillError, match="lattice: fcc and repeat"):
-        momt.sample(load_config(config), tmp_path / "run")
+        standard.sample(load_config(config), RunDir(tmp_path / "run"))
     assert not (tmp_path / "run" / "pool.db").exists()

@@ -78,7 +78,7 @@ def test_save_and_load_round_trip(tmp_path):
 def test_bad_grid_is_a_clear_error():
     with pytest.raises(PotstillError, match="high > low"):
         BiasGrid.empty((1.0, 0.0), (0.0, 1.0))
-    with pytest.raises(PotstillError, match="ln_f_final"):
+    with pytest.raises(ValueError, match="ln_f_final"):
         WangLandau(ln_f0=0.1, ln_f_final=1.0)
 
 

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import re
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -16,7 +18,9 @@ from potstill.errors import PotstillError
 from potstill.frames import get_labels
 from potstill.lammps_runtime import load_lammps, potentials_dir, resolve_potential
 from potstill.references import make_calculator
-from potstill.references.lammps import LammpsCalculator, label_frames
+from potstill.labeling import label_frames
+from potstill.references import ReferenceConfig
+from potstill.references.lammps import LammpsCalculator
 
 NI = dict(pair_style="eam/alloy", potential="NiAlH_jea.eam.alloy", elements=["Ni"])
 AL = dict(pair_style="eam/fs", potential="Al_mm.eam.fs", elements=["Al"])
@@ -169,9 +173,16 @@ def test_cluster_equals_cluster_in_vacuum_box():
     np.testing.assert_allclose(moved.get_forces(), fresh.get_forces(), atol=1e-9)
 
 
+def _labeled(frames, kind="eam-ni"):
+    """Frames labeled through the labeling stage (one reused calculator), in order."""
+    outcomes = [o for job in label_frames(frames, ReferenceConfig(kind=kind, name="eam"), chunk=len(frames))
+                for o in job]
+    return [o.frame for o in sorted(outcomes, key=lambda o: o.index)], outcomes
+
+
 def test_label_frames_labels_copies_in_order():
     frames = [strained(ni_fcc(2), 1), strained(ni_fcc(1), 2), strained(ni_fcc(2), 3)]
-    labeled = label_frames(frames, "eam-ni")
+    labeled, _ = _labeled(frames)
     assert [len(f) for f in labeled] == [len(f) for f in frames]
     assert all("eam_energy" not in f.info for f in frames)
     calc = LammpsCalculator(**NI)
@@ -193,8 +204,9 @@ def test_unknown_element_names_it_and_the_known_ones():
     frame = ni_fcc(1)
     frame.symbols[0] = "Cu"
     message = r"contains Cu but reference eam-ni knows only \['Ni'\]"
-    with pytest.raises(PotstillError, match=message):
-        label_frames([frame], "eam-ni")
+    _, (outcome,) = _labeled([frame])
+    assert outcome.frame is None and outcome.attempts == 3  # tried, retried twice, recorded
+    assert re.search(message, outcome.error) and "\n" not in outcome.error
 
 
 def test_mixed_periodicity_is_refused():

@@ -124,9 +124,13 @@ def test_segments_follow_temperatures_with_equilibration():
     assert [f.info["step"] for f in frames] == [100, 150, 250, 300]
 
 
-def test_registry_finds_md_and_refuses_unknown():
-    assert "md" in available()
-    assert get_sampler("md") is sample_md
+def test_registry_finds_every_sampler_and_refuses_unknown():
+    assert available() == ["md", "momt", "translate"]
+    for name in available():
+        sampler = get_sampler(name)
+        assert sampler.Config().sampler == name if name != "translate" else sampler.Config.model_fields["sampler"].default == name
+        assert callable(sampler.run) and isinstance(sampler.OWNS, tuple)
+    assert get_sampler("md").sample_md is sample_md
     with pytest.raises(PotstillError, match="unknown sampler 'mdd'"):
         get_sampler("mdd")
 

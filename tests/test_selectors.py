@@ -14,7 +14,8 @@ from potstill.errors import PotstillError
 from potstill.frames import labels_from_calculator
 from potstill.selection import available, make_selector
 from potstill.store import Store
-from potstill.uncertainty import RNDScorer, StreamingGaussian
+from potstill.uncertainty.mahalanobis import StreamingGaussian
+from potstill.uncertainty.rnd import RNDScorer
 
 # options each selector needs on the EMT-labeled test pool (reference "emt")
 OPTIONS = {
@@ -379,18 +380,20 @@ def test_committee_picks_the_compressed_and_liquid_frames_of_the_second_chunk(se
     assert np.isnan(selector.scores_[:3]).all() and (np.diff(selector.scores_[3:]) <= 0).all()
 
 
-def test_committee_trains_first_on_the_excluded_frames():
+def test_committee_trains_first_on_the_excluded_frames(monkeypatch):
     # excluded frames count as already in the training set: every committee trains on them
+    from potstill.learning import CommitteeLearner
+
     frames = emt_frames(16, seed=4)
     selector = make_selector("committee", **{**_SMALL_COMMITTEE, "n_chunks": 3})
     trained_on = []
-    real_train = selector._train
+    real_retrain = CommitteeLearner.retrain
 
-    def spy(training, species, *, seed):
+    def spy(self, training, *args, **kwargs):
         trained_on.append([next(i for i, f in enumerate(frames) if f is atoms) for atoms in training])
-        return real_train(training, species, seed=seed)
+        return real_retrain(self, training, *args, **kwargs)
 
-    selector._train = spy
+    monkeypatch.setattr(CommitteeLearner, "retrain", spy)
     picks = selector.select(frames, 6, rng=np.random.default_rng(0), exclude=[0, 5])
     assert len(trained_on) == 2  # before chunks 1 and 2
     assert trained_on[0] == [0, 5, *picks[:2].tolist()]

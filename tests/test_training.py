@@ -1,4 +1,4 @@
-"""Loss of seed 001 eq. 3, self-energy regression, and the committee trainer."""
+"""Loss of seed 001 eq. 3, self-energy regression, and the one committee trainer."""
 
 import numpy as np
 import pytest
@@ -6,15 +6,15 @@ import torch
 from ase import Atoms
 
 from conftest import emt_frames
-from potstill.config import TrainConfig
 from potstill.errors import MissingLabelError, PotstillError
+from potstill.executors import make_executor
 from potstill.frames import get_labels, set_labels
-from potstill.models import ANIModel, load_checkpoint
-from potstill.models.calculator import PotstillCalculator
-from potstill.models import predict
+from potstill.models import ModelSpec, PotstillCalculator, load_checkpoint, predict
+from potstill.training.committee import train_committee
+from potstill.training.config import TrainConfig
 from potstill.training.loss import LossWeights, energy_force_stress_loss
 from potstill.training.self_energy import fit_self_energies
-from potstill.training.trainer import split_indices, train_committee
+from potstill.training.strategies import split_keys
 
 
 def test_loss_matches_equation_3_by_hand():
@@ -46,16 +46,15 @@ def test_self_energies_recover_per_element_energies():
 
 
 def test_split_is_seeded_disjoint_and_complete():
-    train, val = split_indices(50, 0.2, seed=3)
-    assert len(val) == 10 and len(train) == 40
-    assert sorted(np.concatenate([train, val]).tolist()) == list(range(50))
-    again, _ = split_indices(50, 0.2, seed=3)
-    other, _ = split_indices(50, 0.2, seed=4)
-    assert np.array_equal(train, again) and not np.array_equal(train, other)
+    split = split_keys(range(50), 0.2, np.random.default_rng(3))
+    assert len(split.validation) == 10 and len(split.train) == 40
+    assert sorted(split.train + split.validation) == list(range(50))
+    again = split_keys(range(50), 0.2, np.random.default_rng(3))
+    other = split_keys(range(50), 0.2, np.random.default_rng(4))
+    assert split.train == again.train and split.train != other.train
 
 
-def _factory(seed):
-    return ANIModel.from_preset("demo", ["Ni"], hidden=(16, 8), seed=seed)
+SMALL = ModelSpec("demo", ("Ni",), {"hidden": (16, 8)})
 
 
 _FAST = dict(committee=2, max_epochs=25, batch_size=8, lr=3e-3, scheduler_patience=5, early_stopping_patience=25)
@@ -65,11 +64,10 @@ def test_training_learns_energies_forces_and_stress():
     frames = emt_frames(40, seed=1)
     test = emt_frames(10, seed=2)
     config = TrainConfig(**{**_FAST, "max_epochs": 40, "lr": 1e-3, "beta": 1.0})
-    model, results = train_committee(
-        frames, "emt", model_factory=lambda s: ANIModel.from_preset("demo", ["Ni"], seed=s), config=config
-    )
-    first = results[0].history[0]
-    best = results[0].history[results[0].best_epoch]
+    trained = train_committee(frames, "emt", model=ModelSpec("demo", ("Ni",)), config=config)
+    model = trained.model
+    first = trained.histories[0][0]
+    best = trained.histories[0][trained.summaries[0]["best_epoch"]]
     assert best["energy_rmse"] < 0.5 * first["energy_rmse"]
     assert best["forces_rmse"] < 0.8 * first["forces_rmse"]
     # held-out frames: forces clearly better than predicting zero force
@@ -78,45 +76,72 @@ def test_training_learns_energies_forces_and_stress():
     f_ref = np.concatenate([get_labels(a, "emt", ("forces",)).forces for a in test])
     assert np.sqrt(((f_pred - f_ref) ** 2).mean()) < 0.75 * np.sqrt((f_ref**2).mean())
     # members differ (own seed, own split), and the committee reports their spread
-    assert results[0].train_indices != results[1].train_indices
+    assert trained.splits[0].train != trained.splits[1].train
     assert all(p["energy_std"] > 0 for p in pred)
 
 
 def test_same_seed_gives_identical_weights():
     frames = emt_frames(12, seed=3)
     config = TrainConfig(**{**_FAST, "committee": 1, "max_epochs": 3})
-    a, _ = train_committee(frames, "emt", model_factory=_factory, config=config)
-    b, _ = train_committee(frames, "emt", model_factory=_factory, config=config)
-    c, _ = train_committee(frames, "emt", model_factory=_factory, config=config.model_copy(update={"seed": 9}))
+    a = train_committee(frames, "emt", model=SMALL, config=config).model
+    b = train_committee(frames, "emt", model=SMALL, config=config).model
+    c = train_committee(frames, "emt", model=SMALL, config=config.model_copy(update={"seed": 9})).model
     for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
         assert torch.equal(pa, pb), name
     assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
 
 
+def test_members_in_parallel_equal_members_trained_one_after_another(tmp_path):
+    """Over a two-worker process pool each member trains in its own process, on one
+    thread, as it does serially: the same seeds give bit-identical weights."""
+    from potstill.store import Store
+
+    store = Store(tmp_path / "pool.db")
+    ids = store.add(emt_frames(12, seed=7))
+    config = TrainConfig(**{**_FAST, "committee": 3, "max_epochs": 3})
+    serial = train_committee(store.frames(ids), "emt", model=SMALL, config=config)
+    with make_executor("process", workers=2) as executor:
+        parallel = train_committee(store.frames(ids), "emt", model=SMALL, config=config, executor=executor,
+                                   out_dir=tmp_path / "members")
+    for k, (a, b) in enumerate(zip(serial.model.members, parallel.model.members)):
+        for name, value in a.state_dict().items():
+            assert torch.equal(value, b.state_dict()[name]), (k, name)
+    assert serial.summaries[0]["best_metric"] == parallel.summaries[0]["best_metric"]
+    assert [s.train for s in serial.splits] == [s.train for s in parallel.splits]
+    assert all((tmp_path / "members" / f"member_{k}.pt").exists() for k in range(3))
+
+
 def test_finished_members_are_reused_and_load_into_the_calculator(tmp_path):
     frames = emt_frames(12, seed=4)
     config = TrainConfig(**{**_FAST, "max_epochs": 3})
-    first, results = train_committee(frames, "emt", model_factory=_factory, config=config, out_dir=tmp_path)
+    first = train_committee(frames, "emt", model=SMALL, config=config, out_dir=tmp_path).model
     assert (tmp_path / "member_0.pt").exists() and (tmp_path / "member_1.pt").exists()
+    saved = (tmp_path / "member_0.pt").stat().st_mtime_ns
     (tmp_path / "member_1.pt").write_bytes(b"truncated")  # as if killed while saving it
-    again, results = train_committee(frames, "emt", model_factory=_factory, config=config, out_dir=tmp_path)
-    assert isinstance(results[0], dict) and not isinstance(results[1], dict)
+    again = train_committee(frames, "emt", model=SMALL, config=config, out_dir=tmp_path).model
+    assert (tmp_path / "member_0.pt").stat().st_mtime_ns == saved  # reused, not retrained
+    assert load_checkpoint(tmp_path / "member_1.pt") is not None  # retrained and saved whole
+    for a, b in zip(first.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
     atoms = frames[0].copy()
     atoms.calc = PotstillCalculator(load_checkpoint(tmp_path / "member_0.pt"))
     direct = predict(first.members[0], [frames[0]])[0]
     assert atoms.get_potential_energy() == pytest.approx(direct["energy"], abs=1e-6)
     assert np.allclose(atoms.get_forces(), direct["forces"], atol=1e-6)
+    # other data: the saved members do not match it and are trained again
+    train_committee(emt_frames(12, seed=40), "emt", model=SMALL, config=config, out_dir=tmp_path)
+    assert (tmp_path / "member_0.pt").stat().st_mtime_ns != saved
 
 
 def test_bad_training_input_is_one_clear_error():
     frames = emt_frames(4)
     with pytest.raises(MissingLabelError, match="'dft'"):
-        train_committee(frames, "dft", model_factory=_factory, config=TrainConfig(**_FAST))
+        train_committee(frames, "dft", model=SMALL, config=TrainConfig(**_FAST))
     with pytest.raises(PotstillError, match="empty"):
-        train_committee([], "emt", model_factory=_factory, config=TrainConfig(**_FAST))
+        train_committee([], "emt", model=SMALL, config=TrainConfig(**_FAST))
 
 
-def test_training_from_the_store_streams_and_matches_in_memory(tmp_path):
+def test_training_from_the_store_streams_and_matches_in_memory(tmp_path, monkeypatch):
     """Store-backed frames are read lazily (never all at once) and give the same model."""
     from potstill.store import Store, StoredFrames
 
@@ -125,11 +150,11 @@ def test_training_from_the_store_streams_and_matches_in_memory(tmp_path):
     ids = store.add(frames)
     lazy = store.frames(ids, chunk=4)
     reads = []
-    original_get = store.get
-    store.get = lambda ids=None, selection=None: reads.append(len(ids)) or original_get(ids, selection)
+    original_get = Store.get
+    monkeypatch.setattr(Store, "get", lambda self, ids=None, selection=None: reads.append(len(ids)) or original_get(self, ids, selection))
     config = TrainConfig(**{**_FAST, "committee": 1, "max_epochs": 2})
-    from_store, _ = train_committee(lazy, "emt", model_factory=_factory, config=config)
-    from_list, _ = train_committee(frames, "emt", model_factory=_factory, config=config)
+    from_store = train_committee(lazy, "emt", model=SMALL, config=config).model
+    from_list = train_committee(frames, "emt", model=SMALL, config=config).model
     for a, b in zip(from_store.state_dict().values(), from_list.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6)
     assert max(reads) <= 4  # never more than one chunk in memory

@@ -4,6 +4,8 @@ are scaled and relabeled exactly, an interrupted run resumes without relabeling.
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -13,7 +15,8 @@ from potstill.errors import PotstillError
 from potstill.frames import get_labels
 from potstill.lammps_runtime import load_lammps, resolve_potential
 from potstill.references import make_calculator
-from potstill.references.lammps import label_frames
+from potstill.labeling import label_frames
+from potstill.references import ReferenceConfig
 from potstill.sampling.translate import LatticeScale, lattice_scale, translate_frame, translate_store
 from potstill.store import Store
 
@@ -44,7 +47,8 @@ def _ni_store(path, *, n=6, seed=0):
         atoms.set_cell(atoms.cell[:] @ (np.eye(3) + 0.02 * rng.standard_normal((3, 3))), scale_atoms=True)
         atoms.rattle(0.08, seed=int(rng.integers(1 << 30)))
         frames.append(atoms)
-    labeled = label_frames(frames, "eam-ni")
+    outcomes = [o for job in label_frames(frames, ReferenceConfig(kind="eam-ni"), chunk=n) for o in job]
+    labeled = [o.frame for o in sorted(outcomes, key=lambda o: o.index)]
     for i, frame in enumerate(labeled):
         frame.info.update(sampler="md", temperature_K=300.0 + 100 * i, step=i)
     store = Store(path)
@@ -101,35 +105,40 @@ def test_translated_frames_are_scaled_and_carry_fresh_target_labels(tmp_path, ni
         assert labels.energy != pytest.approx(get_labels(ni, "eam").energy, abs=1e-3)  # not the Ni label
 
 
-def test_interrupted_translation_resumes_without_relabeling(tmp_path, monkeypatch):
+def test_a_failed_label_is_recorded_and_resumed_without_relabeling(tmp_path, monkeypatch):
+    from counting_reference import calls
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
     _ni_store(tmp_path / "ni.db", n=7)
-    original = potstill.frames.labels_from_calculator
-    calls = []
-
-    def failing(atoms, reference):
-        calls.append(atoms.info["source_id"])
-        if len(calls) == 6:
-            raise RuntimeError("node lost")
-        return original(atoms, reference)
-
-    monkeypatch.setattr(potstill.frames, "labels_from_calculator", failing)
-    options = dict(source_reference="eam-ni", target_reference="eam-al", scale_factor=1.15, chunk=2)
-    with pytest.raises(PotstillError, match="node lost"):
-        translate_store(tmp_path / "ni.db", tmp_path / "al.db", **options)
+    log = tmp_path / "calls.log"
+    counting = "counting_reference:make_calculator"
+    options = dict(source_reference="eam-ni", target_reference=counting, scale_factor=1.15, chunk=2, label="eam",
+                   source_element="Ni", target_element="Al")
+    broken = {"inner": "eam-al", "log": str(log), "fail_on": [5]}
+    with pytest.raises(PotstillError, match="node lost on frame 5.*6 frames labeled and stored") as error:
+        translate_store(tmp_path / "ni.db", tmp_path / "al.db", target_options=broken, **options)
+    assert "\n" not in str(error.value)
+    assert sorted(calls(log)) == [1, 2, 3, 4, 5, 5, 5, 6, 7]  # frame 5: tried, retried twice, recorded
     kept = Store(tmp_path / "al.db").get()
-    assert [a.info["source_id"] for a in kept] == calls[:4]  # two whole chunks survived
+    assert [a.info["source_id"] for a in kept] == list(range(1, 8))
+    failed = next(a for a in kept if a.info["source_id"] == 5)
+    assert "eam_energy" not in failed.info and failed.info["eam_label_attempts"] == 3
+    assert "node lost" in failed.info["eam_label_error"]
 
-    calls.clear()
-    monkeypatch.setattr(potstill.frames, "labels_from_calculator", lambda a, r: (calls.append(a.info["source_id"]), original(a, r))[1])
+    log.unlink()
+    fixed = {"inner": "eam-al", "log": str(log)}
     with pytest.raises(PotstillError, match="--resume"):
-        translate_store(tmp_path / "ni.db", tmp_path / "al.db", **options)
-    result = translate_store(tmp_path / "ni.db", tmp_path / "al.db", resume=True, **options)
-    assert result["n_resumed"] == 4 and result["n_translated"] == 3 and len(calls) == 3
+        translate_store(tmp_path / "ni.db", tmp_path / "al.db", target_options=fixed, **options)
+    result = translate_store(tmp_path / "ni.db", tmp_path / "al.db", resume=True, target_options=fixed, **options)
+    assert result["n_resumed"] == 7 and result["n_translated"] == 0 and result["n_labeled"] == 1
+    assert calls(log) == [5]  # no finished label recomputed
     out = Store(tmp_path / "al.db").get()
-    assert sorted(a.info["source_id"] for a in out) == list(range(1, 8))
-    assert [a.info["eam_energy"] for a in out[:4]] == [a.info["eam_energy"] for a in kept]
+    assert [a.info["eam_energy"] for a in out if a.info["source_id"] != 5] == [
+        a.info["eam_energy"] for a in kept if a.info["source_id"] != 5]
+    assert "eam_label_error" not in out[4].info and "eam_energy" in out[4].info
     with pytest.raises(PotstillError, match="scale 1.15"):
-        translate_store(tmp_path / "ni.db", tmp_path / "al.db", resume=True, **{**options, "scale_factor": 1.2})
+        translate_store(tmp_path / "ni.db", tmp_path / "al.db", resume=True, target_options=fixed,
+                        **{**options, "scale_factor": 1.2})
 
 
 def test_subset_is_seeded_and_in_source_order(tmp_path):
@@ -161,21 +170,21 @@ def test_bad_input_is_one_line(tmp_path):
 
 
 def test_workflow_sample_section_translates(tmp_path):
-    from potstill.config import RunConfig
+    from potstill.rundir import RunDir
     from potstill.workflows import standard
 
     _ni_store(tmp_path / "ni.db", n=3)
-    config = RunConfig.model_validate({
-        "species": ["Al"], "reference": {"kind": "eam-al", "name": "eam"},
+    config = standard.Config.model_validate({
+        "species": ["Al"], "reference": {"kind": "eam-al", "name": "eam"}, "executor": "serial",
         "sample": {"sampler": "translate", "translate": {"source": str(tmp_path / "ni.db"), "scale": 1.15}},
     })
-    results = standard.sample(config, tmp_path / "run")
+    results = standard.sample(config, RunDir(tmp_path / "run"))
     assert results["n_translated"] == 3 and len(Store(tmp_path / "run" / "pool.db")) == 3
-    assert standard.sample(config, tmp_path / "run", resume=True)["n_translated"] == 3  # the record
+    assert standard.sample(config, RunDir(tmp_path / "run", resume=True))["n_translated"] == 3  # the record
     with pytest.raises(PotstillError, match="not in species"):
-        standard.sample(config.model_copy(update={"species": ["Ni"]}), tmp_path / "run2")
-    with pytest.raises(ValueError, match="needs a `translate` section"):
-        RunConfig.model_validate({"sample": {"sampler": "translate"}})
+        standard.sample(config.model_copy(update={"species": ["Ni"]}), RunDir(tmp_path / "run2"))
+    with pytest.raises(ValueError, match="translate"):
+        standard.Config.model_validate({"sample": {"sampler": "translate"}})
 
 
 def test_evaluate_scores_a_committee_on_any_pool(tmp_path):

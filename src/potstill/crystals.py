@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Literal
 
 import numpy as np
 from ase import Atoms
@@ -40,7 +41,10 @@ from ase.filters import FrechetCellFilter
 from ase.neighborlist import neighbor_list
 from ase.optimize import FIRE
 
+from pydantic import field_validator
+
 from potstill.errors import PotstillError
+from potstill.settings import Section
 
 STRUCTURES = ("fcc", "bcc", "hcp")
 SUPERCELLS = {"fcc": (2, 2, 2), "bcc": (3, 3, 3), "hcp": (3, 2, 2)}
@@ -204,3 +208,24 @@ def _reference_atomic_volume_A3(element: str) -> float:
         )
     atoms = bulk(element)
     return atoms.get_volume() / len(atoms)
+
+
+class StructureConfig(Section):
+    """A starting structure: ``ase.build.bulk(element, lattice, a=a_A, cubic=True)``
+    (HCP: its primitive cell) repeated ``repeat`` times."""
+
+    element: str = "Ni"
+    lattice: Literal["fcc", "bcc", "hcp", "sc", "diamond"] = "fcc"
+    a_A: float | None = None
+    repeat: tuple[int, int, int] = (2, 2, 2)
+
+    @field_validator("element")
+    @classmethod
+    def _element(cls, value: str) -> str:
+        if value not in atomic_numbers:
+            raise ValueError(f"unknown element {value!r}; use a chemical symbol like 'Ni'")
+        return value
+
+    def build(self) -> Atoms:
+        """The structure as ``ase.Atoms``."""
+        return bulk(self.element, self.lattice, a=self.a_A, cubic=self.lattice != "hcp").repeat(self.repeat)

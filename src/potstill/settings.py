@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from potstill.errors import PotstillError
 
-__all__ = ["Section", "one_line", "read_yaml", "validate"]
+__all__ = ["Section", "build", "one_line", "read_yaml", "validate"]
 
 SectionT = TypeVar("SectionT", bound=BaseModel)
 
@@ -51,14 +51,20 @@ def validate(model: type[SectionT], raw: Any, *, where: str) -> SectionT:
         raise PotstillError(f"{where}: {one_line(error)}") from error
 
 
+def build(model: type[SectionT], **values: Any) -> SectionT:
+    """``model(**values)`` from user input given in code or on the command line; a bad
+    value is one :class:`PotstillError` line naming the section."""
+    return validate(model, values, where=model.__name__)
+
+
 def one_line(error: ValidationError) -> str:
     """Every problem of a pydantic ``ValidationError``, joined on one line."""
     problems = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "config"
+        where = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             problems.append(f"unknown key '{where}' (check spelling; see examples/*.yaml)")
         else:
-            message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {message}")
+            problems.append(f"{where}: {message}" if where else message)
     return "; ".join(problems)

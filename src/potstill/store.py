@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 from ase import Atoms
 from ase.db import connect
+from ase.io import read, write
 
 from potstill.errors import PotstillError
 
@@ -82,8 +83,9 @@ class Store:
                 batch = []
         return n + len(self.add(batch))
 
-    def update(self, ids: Sequence[int], frames: Sequence[Atoms]) -> None:
-        """Replace labels and provenance of rows ``ids`` by those on ``frames``.
+    def update(self, ids: Sequence[int], frames: Sequence[Atoms], *, delete_keys: Sequence[str] = ()) -> None:
+        """Replace labels and provenance of rows ``ids`` by those on ``frames`` (in one
+        transaction), and drop the ``info`` keys ``delete_keys`` where present.
 
         Positions and cell of a stored frame never change; a frame whose atoms differ
         from the stored row is rejected.
@@ -101,7 +103,8 @@ class Store:
                 _, kvp, data = _to_row(atoms)
                 old = dict(row.get("data", {}))
                 old.update(data)
-                db.update(row_id, data=old, **kvp)
+                stale = [k for k in delete_keys if k in row.key_value_pairs and k not in kvp]
+                db.update(row_id, data=old, delete_keys=stale, **kvp)
 
     def delete(self, ids: Sequence[int]) -> None:
         """Remove rows ``ids`` in one transaction (e.g. frames a resumed sampler rewrites)."""
@@ -137,16 +140,12 @@ class Store:
     # -- interchange -----------------------------------------------------------------
     def export_extxyz(self, path: str | Path, selection: str | None = None) -> int:
         """Write frames to an extended-XYZ file; returns the number written."""
-        from ase.io import write
-
         frames = self.get(selection=selection)
         write(str(path), frames, format="extxyz")
         return len(frames)
 
     def import_extxyz(self, path: str | Path) -> list[int]:
         """Add every frame of an extended-XYZ file (labels as written by potstill)."""
-        from ase.io import read
-
         try:
             frames = read(str(path), index=":", format="extxyz")
         except Exception as error:  # noqa: BLE001

@@ -26,6 +26,23 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def resolve_descriptor(descriptor: Any = None, aev: Any = None):
+    """A descriptor object from what a config or caller gives: an object with
+    ``per_atom``, a registry name (``"aev"``, ``"soap"``), ``{"name": ..., **options}``
+    (as in a YAML), or None: an :class:`AEVDescriptor` with AEV parameters ``aev`` (an
+    ``AEVConfig``, a preset name, or None for the default)."""
+    if isinstance(descriptor, (str, dict)):
+        spec = {"name": descriptor} if isinstance(descriptor, str) else dict(descriptor)
+        if "name" not in spec:
+            raise PotstillError(f"a descriptor given as options needs a `name` (aev or soap), got {descriptor}")
+        return make_descriptor(spec.pop("name"), **spec)
+    if descriptor is not None:
+        if not callable(getattr(descriptor, "per_atom", None)):
+            raise PotstillError("descriptor must have a per_atom(frames) method returning (n_atoms, d) arrays")
+        return descriptor
+    return AEVDescriptor(aev=aev)
+
+
 def make_descriptor(name: str, **options: Any):
     """Build descriptor ``name`` with ``options``."""
     if name not in _REGISTRY:
@@ -38,4 +55,4 @@ def make_descriptor(name: str, **options: Any):
         raise PotstillError(f"bad options for descriptor {name!r}: {error}") from error
 
 
-__all__ = ["AEVDescriptor", "available", "make_descriptor"]
+__all__ = ["AEVDescriptor", "available", "make_descriptor", "resolve_descriptor"]

@@ -15,7 +15,7 @@ The AEV and the neighbour lists (:class:`~potstill.aev.neighbors.Batch`) are
 
 from potstill.models.ani import ANIModel, build_model
 from potstill.models.calculator import PotstillCalculator
-from potstill.models.checkpoint import load_checkpoint, save_checkpoint
+from potstill.models.checkpoint import load_checkpoint, parameter_checksum, save_checkpoint
 from potstill.models.committee import Committee
 from potstill.models.predict import predict
 from potstill.models.presets import PRESETS, ModelConfig, ModelSpec
@@ -29,6 +29,7 @@ __all__ = [
     "PotstillCalculator",
     "build_model",
     "load_checkpoint",
+    "parameter_checksum",
     "predict",
     "save_checkpoint",
 ]

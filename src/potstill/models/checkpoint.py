@@ -8,6 +8,7 @@ that is renamed into place: a crash while saving never leaves a truncated checkp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -18,7 +19,7 @@ from potstill.errors import PotstillError
 from potstill.models.ani import ANIModel
 from potstill.models.committee import Committee
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "load_checkpoint", "parameter_checksum", "save_checkpoint"]
 
 CHECKPOINT_FORMAT = "potstill-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -86,3 +87,13 @@ def load_checkpoint(path: str | os.PathLike, *, device: torch.device | str = "cp
         raise PotstillError(f"{path}: unknown checkpoint kind {payload['kind']!r}")
     model.checkpoint_metadata = payload["metadata"]
     return model
+
+
+def parameter_checksum(model: torch.nn.Module) -> str:
+    """Hash of a model's (or committee's) parameters and buffers: equal checksums, equal
+    numbers (e.g. where a warm start began, or whether a committee changed)."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().to(torch.float64).cpu().numpy().tobytes())
+    return digest.hexdigest()

@@ -2,10 +2,13 @@
 
 One registry maps a config name to a factory; each factory lives in its own module and
 is imported only when used (LAMMPS, GPAW are heavy). ``make_reference("eam-ni")`` or
-``make_reference("lammps", pair_style=..., potential=..., elements=[...])``.
+``make_reference("lammps", pair_style=..., potential=..., elements=[...])``. A kind may
+also be the import path of any calculator factory, ``"package.module:function"``.
 
 A :class:`Reference` pairs the calculator with the ``name`` its labels are stored under
-(``info["<name>_energy"]`` etc., see :mod:`potstill.frames`).
+(``info["<name>_energy"]`` etc., see :mod:`potstill.frames`). :class:`ReferenceConfig` is
+the ``reference`` section of a workflow YAML (kind, name, options), picklable, so a
+labeling job builds the same reference in any worker.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ase.calculators.calculator import Calculator
+from pydantic import Field, field_validator
 
 from potstill.errors import PotstillError
+from potstill.settings import Section
 
 # name -> ("module:function", default keyword arguments)
 _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
@@ -43,6 +48,26 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+class ReferenceConfig(Section):
+    """Which labeler gives the labels (``kind``, see ``potstill references``), the name
+    they are stored under, and the factory's ``options``."""
+
+    kind: str = "eam-ni"
+    name: str = "eam"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in _REGISTRY and ":" not in value:
+            raise ValueError(f"unknown reference {value!r}; available references are {available()}")
+        return value
+
+    def build(self) -> Reference:
+        """The reference with its calculator."""
+        return make_reference(self.kind, name=self.name, **self.options)
+
+
 @dataclass
 class Reference:
     """A named labeler: ``calculator`` gives the labels stored under ``name``."""
@@ -59,24 +84,46 @@ def available() -> list[str]:
 
 
 def make_calculator(kind: str, **options: Any) -> Calculator:
-    """Build the ASE calculator of reference ``kind`` with ``options``."""
-    if kind not in _REGISTRY:
-        raise PotstillError(
-            f"unknown reference {kind!r}; available references are {available()}"
-        )
-    target, defaults = _REGISTRY[kind]
+    """Build the ASE calculator of reference ``kind`` (a registered name or
+    ``"module:function"``) with ``options``."""
+    if kind in _REGISTRY:
+        target, defaults = _REGISTRY[kind]
+    elif ":" in kind:
+        target, defaults = kind, {}
+    else:
+        raise PotstillError(f"unknown reference {kind!r}; available references are {available()}")
     module_name, func_name = target.split(":")
-    factory: Callable[..., Calculator] = getattr(importlib.import_module(module_name), func_name)
+    try:
+        factory: Callable[..., Calculator] = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as error:
+        raise PotstillError(f"reference {kind!r}: cannot import {target} ({error})") from error
     return factory(**{**defaults, **options})
 
 
 def make_reference(kind: str, *, name: str | None = None, **options: Any) -> Reference:
-    """Build a :class:`Reference`; labels go under ``name`` (default: ``"eam"`` for
-    LAMMPS kinds, else ``kind``)."""
+    """Build a :class:`Reference`; labels go under ``name`` (default:
+    :func:`default_name`)."""
     calc = make_calculator(kind, **options)
-    if name is None:
-        name = "eam" if _REGISTRY[kind][0].startswith("potstill.references.lammps") else kind
-    return Reference(name=name, calculator=calc, kind=kind, options=options)
+    if getattr(calc, "reference_name", False) is None:  # LAMMPS names its reference in errors
+        calc.reference_name = kind
+    return Reference(name=name or default_name(kind), calculator=calc, kind=kind, options=options)
+
+
+def default_name(kind: str) -> str:
+    """The label name of reference ``kind`` unless one is given: ``"eam"`` for LAMMPS
+    kinds, else the kind (the function's name for an import path)."""
+    target = _REGISTRY[kind][0] if kind in _REGISTRY else kind
+    return "eam" if target.startswith("potstill.references.lammps") else kind.rsplit(":", 1)[-1]
+
+
+def registered_options(kind: str) -> dict[str, Any]:
+    """The default options a registered reference ``kind`` passes to its factory (none
+    for an import path)."""
+    if ":" in kind and kind not in _REGISTRY:
+        return {}
+    if kind not in _REGISTRY:
+        raise PotstillError(f"unknown reference {kind!r}; available references are {available()}")
+    return dict(_REGISTRY[kind][1])
 
 
 def lammps_options(kind: str, options: dict[str, Any] | None = None) -> dict[str, Any]:

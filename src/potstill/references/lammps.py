@@ -19,7 +19,7 @@ Contract:
   the periodicity are unchanged (the box is reset and positions and types are written
   in place); it is rebuilt otherwise.
 
-:func:`label_frames` labels many frames with one reused calculator.
+Many frames are labeled through :mod:`potstill.labeling` (one reused calculator per worker).
 The building blocks (:class:`PairPotential`, :func:`create_system`, :func:`read_results`)
 are shared with the LAMMPS samplers in :mod:`potstill.sampling`.
 """
@@ -366,46 +366,6 @@ def make_calculator(
 ) -> LammpsCalculator:
     """Factory used by :mod:`potstill.references` (same arguments as the class)."""
     return LammpsCalculator(pair_style, potential, elements, **options)
-
-
-def label_frames(
-    frames: Sequence[Atoms],
-    reference_name: str,
-    *,
-    label: str | None = None,
-    progress: bool = False,
-    **options,
-) -> list[Atoms]:
-    """Copies of ``frames`` labeled by registered reference ``reference_name``.
-
-    ``label``: name the labels are stored under (default: ``"eam"`` for LAMMPS
-    references, see :func:`potstill.references.make_reference`); ``options`` are passed
-    to the reference factory. One calculator is reused for all frames; frames are
-    visited grouped by size so the LAMMPS system is rebuilt only when the size changes.
-    The input frames are not modified; the output keeps their order.
-    """
-    from potstill.frames import labels_from_calculator, strip
-    from potstill.references import make_reference
-
-    reference = make_reference(reference_name, name=label, **options)
-    calc = reference.calculator
-    if isinstance(calc, LammpsCalculator) and calc.reference_name is None:
-        calc.reference_name = reference_name
-    order = sorted(range(len(frames)), key=lambda i: (len(frames[i]), bool(frames[i].pbc.all())))
-    labeled: list[Atoms | None] = [None] * len(frames)
-    for i in _track(order, progress, f"labeling with {reference_name}"):
-        frame = strip(frames[i])
-        frame.calc = calc
-        labeled[i] = labels_from_calculator(frame, reference.name)
-    return labeled
-
-
-def _track(items: Sequence[int], progress: bool, description: str) -> Iterable[int]:
-    if not progress:
-        return items
-    from rich.progress import track
-
-    return track(items, description=description, total=len(items))
 
 
 def _quote(path: Path) -> str:

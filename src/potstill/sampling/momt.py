@@ -32,6 +32,7 @@ Units: eV, A, fs, K, bar.
 
 from __future__ import annotations
 
+import ctypes as ct
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 from ase import Atoms, units
+from pydantic import Field
 
 from potstill.errors import PotstillError
 from potstill.frames import set_labels
@@ -51,6 +53,7 @@ from potstill.references.lammps import (
     to_lammps_geometry,
 )
 from potstill.sampling.bias import BiasGrid, WangLandau
+from potstill.settings import Section
 from potstill.descriptors.order_parameter import cells_per_edge, fcc_order_parameter
 
 if TYPE_CHECKING:
@@ -64,8 +67,7 @@ _PE, _PRESS = "potstill_momt_pe", "potstill_momt_press"
 TRACE_COLUMNS = ("step", "energy", "enthalpy", "order_parameter", "volume", "bias")
 
 
-@dataclass
-class MomtSettings:
+class MomtSettings(Section):
     """Thermodynamic and run settings of a MOMT simulation.
 
     ``temperature_K``: T0 (K); ``pressure_bar``: P0 (bar); ``timestep_fs``;
@@ -77,20 +79,14 @@ class MomtSettings:
     (``clipped_steps``) and do not follow H_momt exactly.
     """
 
-    temperature_K: float = 2000.0
+    temperature_K: float = Field(2000.0, gt=0)
     pressure_bar: float = 1.0
-    timestep_fs: float = 1.0
-    tdamp_fs: float = 100.0
-    pdamp_fs: float = 1000.0
-    trace_interval: int = 10
+    timestep_fs: float = Field(1.0, gt=0)
+    tdamp_fs: float = Field(100.0, gt=0)
+    pdamp_fs: float = Field(1000.0, gt=0)
+    trace_interval: int = Field(10, ge=1)
     seed: int = 1
-    min_force_scale: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.temperature_K <= 0:
-            raise PotstillError(f"MOMT needs a positive temperature_K (T0), got {self.temperature_K}")
-        if min(self.timestep_fs, self.tdamp_fs, self.pdamp_fs) <= 0 or self.trace_interval < 1:
-            raise PotstillError("timestep_fs, tdamp_fs, pdamp_fs must be > 0 and trace_interval >= 1")
+    min_force_scale: float = Field(0.2, gt=0, le=1)
 
     @property
     def kT(self) -> float:
@@ -391,7 +387,8 @@ class MomtRun:
                 pair_style, potential, *elements = (str(v) for v in data["pair"])
         except (OSError, KeyError, ValueError) as error:
             raise PotstillError(f"cannot read the MOMT state {path}: {error}; delete it to start anew") from error
-        settings = MomtSettings(float(t), float(p), float(dt), float(td), float(pd), int(ti), int(seed))
+        settings = MomtSettings(temperature_K=float(t), pressure_bar=float(p), timestep_fs=float(dt), tdamp_fs=float(td),
+                                pdamp_fs=float(pd), trace_interval=int(ti), seed=int(seed))
         pair = make_pair_potential(pair_style, potential or None, elements)
         return cls(atoms, pair, bias, settings, reference_name=reference_name, velocities=velocities,
                    step=step, n_frames=n_frames, production_start=production_start, clipped_steps=clipped,
@@ -408,8 +405,6 @@ class _Link:
     """
 
     def __init__(self, lmp: "lammps.lammps", callback: Callable) -> None:
-        import ctypes as ct
-
         self.lmp, self._ct = lmp, ct
         lib, handle = lmp.lib, lmp.lmp
         proto = lambda name, res, *args: ct.CFUNCTYPE(res, *args)((name, lib))  # noqa: E731

@@ -17,29 +17,39 @@ Contract
   source store), ``scale_factor``, ``source_element``, ``source_reference`` and
   ``target_reference``.
 - :func:`translate_store`: streams (a seeded random subset of) a source store through
-  :func:`translate_frame`, labels each frame with the target reference (one calculator
-  reused) and writes it to a new store ``chunk`` frames per transaction. With
+  :func:`translate_frame` into a new store, ``chunk`` frames per transaction, then labels
+  them with the target reference over an executor (:mod:`potstill.labeling`). With
   ``resume=True`` the rows already in the output (matched by ``source_id``) are kept and
-  not relabeled; the factor is recomputed and must match the stored one.
+  their labels not recomputed; the factor is recomputed and must match the stored one.
+- As the ``translate`` sampler of the sample stage (:class:`TranslateSamplerConfig`,
+  :func:`run`) it builds the run's pool from another element's pool.
 - Frames holding any element other than the source element, and unknown references,
   raise :class:`~potstill.errors.PotstillError` with a one-line message.
 
-This is not registered in :data:`potstill.sampling.SAMPLERS`: samplers start from one
-structure, translation starts from a pool.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Literal, Sequence
 
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_numbers
+from pydantic import Field
 
+from potstill.crystals import relax_crystal
 from potstill.errors import PotstillError
+from potstill.frames import available_references
+from potstill.labeling.label import check_failures, label_store
+from potstill.references import ReferenceConfig, default_name, make_calculator, registered_options
+from potstill.rundir import Stage, claim_paths
+from potstill.settings import Section, build
+from potstill.store import Store
 
 STRUCTURES = ("fcc", "bcc", "hcp")
 _LABEL_INFO_SUFFIXES = ("_energy", "_stress")
@@ -68,14 +78,49 @@ class LatticeScale:
         return asdict(self)
 
 
+class TranslateConfig(Section):
+    """Build the pool by translating another element's pool (seed 000, SI Note 6): scale
+    by the ratio of relaxed ``structure`` lattice constants of ``from_reference`` and the
+    run's ``reference`` (or by ``scale``), then relabel with the run's reference."""
+
+    source: str
+    from_reference: str = "eam-ni"
+    structure: Literal["fcc", "bcc", "hcp"] = "fcc"
+    scale: float | None = None
+    n: int | None = Field(None, gt=0)
+    seed: int = 0
+
+
+class TranslateSamplerConfig(Section):
+    """The ``translate`` sampler: the run's pool is ``translate.source`` translated."""
+
+    sampler: Literal["translate"] = "translate"
+    translate: TranslateConfig
+
+
+Config = TranslateSamplerConfig
+OWNS: tuple[str, ...] = ()
+
+
+def run(config: TranslateSamplerConfig, *, species: Sequence[str], reference: ReferenceConfig, stage: Stage,
+        executor: Executor | None = None, progress=None) -> dict:
+    """Translate ``config.translate.source`` into the run's pool, labeled by the run's
+    reference; an interrupted translation resumes without relabeling finished frames."""
+    t = config.translate
+    element = reference_element(reference.kind, reference.options)
+    if element is not None and element not in species:
+        raise PotstillError(f"translation target {element} (reference {reference.kind}) not in species {list(species)}")
+    return translate_store(
+        t.source, stage.run.pool, source_reference=t.from_reference, target_reference=reference.kind,
+        target_options=reference.options, structure=t.structure, scale_factor=t.scale, label=reference.name,
+        n=t.n, seed=t.seed, resume=True, executor=executor, progress=progress,
+    )
+
+
 def reference_element(kind: str, options: dict[str, Any] | None = None) -> str | None:
     """The single element of a registered LAMMPS reference, or ``None`` if it has none
     (e.g. EMT) or several."""
-    from potstill.references import _REGISTRY, available
-
-    if kind not in _REGISTRY:
-        raise PotstillError(f"unknown reference {kind!r}; available references are {available()}")
-    merged = {**_REGISTRY[kind][1], **(options or {})}
+    merged = {**registered_options(kind), **(options or {})}
     elements = merged.get("elements")
     if isinstance(elements, str):
         return elements
@@ -99,9 +144,6 @@ def lattice_scale(
     Elements default to the single element of each reference (see
     :func:`reference_element`); references with several elements or none need them.
     """
-    from potstill.references import make_calculator
-    from potstill.crystals import relax_crystal
-
     if structure not in STRUCTURES:
         raise PotstillError(f"unknown structure {structure!r} for the lattice ratio; use one of {STRUCTURES}")
     source_element = _element(source_reference, source_element, source_options, "source")
@@ -171,25 +213,6 @@ def translate_frame(atoms: Atoms, scale: LatticeScale, *, source_id: int | None 
     return out
 
 
-def translate_frames(frames: Iterable[Atoms], scale: LatticeScale, reference) -> Iterator[Atoms]:
-    """Translate and label ``frames`` one by one with ``reference``
-    (a :class:`potstill.references.Reference` of the target element)."""
-    from potstill.frames import labels_from_calculator
-
-    for atoms in frames:
-        frame = translate_frame(atoms, scale)
-        frame.calc = reference.calculator
-        try:
-            yield labels_from_calculator(frame, reference.name)
-        except PotstillError:
-            raise
-        except Exception as error:  # noqa: BLE001 - a crashing reference is user-facing
-            raise PotstillError(
-                f"reference {scale.target_reference!r} failed on translated frame "
-                f"{frame.info.get('source_id')}: {' '.join(str(error).split())}"
-            ) from error
-
-
 def translate_store(
     source: str | Path,
     out: str | Path,
@@ -207,49 +230,48 @@ def translate_store(
     chunk: int = 50,
     resume: bool = False,
     overwrite: bool = False,
+    executor: Executor | None = None,
     progress=None,
 ) -> dict[str, Any]:
     """Translate the frames of store ``source`` into the new store ``out``.
 
     ``scale_factor``: use this factor instead of relaxing ``structure`` with both
-    references. ``target_options``: options of the target reference factory. ``label``: name of the target labels (default as
-    :func:`potstill.references.make_reference`). ``n``: translate a random subset of
-    ``n`` frames (seeded by ``seed``, kept in source order), all frames by default.
-    ``progress``: a ``rich.progress.Progress`` to show a bar in. Returns counts, the
-    scale and the wall time.
+    references. ``target_options``: options of the target reference factory. ``label``:
+    name of the target labels (default as :func:`potstill.references.make_reference`).
+    ``n``: translate a random subset of ``n`` frames (seeded by ``seed``, kept in source
+    order), all frames by default. ``chunk``: frames per transaction and per labeling
+    job. ``progress``: a ``rich.progress.Progress`` to show a bar in. Returns counts, the
+    scale and the wall time; a frame the target reference fails on is recorded on it and
+    raises one :class:`PotstillError` line once every other frame is labeled.
     """
-    from potstill.references import make_reference
-    from potstill.store import Store
-
     started = time.time()
     if chunk < 1:
         raise PotstillError(f"chunk={chunk}; give at least 1 frame per transaction")
     if str(source) == str(out):
         raise PotstillError("the output store must differ from the source store")
     source_store = Store(source, create=False)
-    reference = make_reference(target_reference, name=label, **(target_options or {}))
+    target = build(ReferenceConfig, kind=target_reference, name=label or default_name(target_reference),
+                   options=dict(target_options or {}))
     scale = _scale(source_reference, target_reference, structure, scale_factor, source_element, target_element,
                    target_options)
     todo = _subset(source_store.ids(), n, seed)
     out_store = _open_output(out, resume=resume, overwrite=overwrite)
     done = _already_translated(out_store, scale)
     remaining = [i for i in todo if i not in done]
-    task = progress.add_task(f"translating to {scale.target_element}", total=len(todo), completed=len(todo) - len(remaining)) if progress else None
-    written = 0
     for start in range(0, len(remaining), chunk):
         ids = remaining[start : start + chunk]
-        out_store.add(translate_frames(source_store.get(ids), scale, reference))
-        written += len(ids)
-        if progress is not None:
-            progress.update(task, advance=len(ids))
+        out_store.add([translate_frame(atoms, scale) for atoms in source_store.get(ids)])
+    labels = label_store(out_store, target, executor=executor, chunk=chunk, retry_failed=resume, progress=progress)
+    check_failures(labels, f"potstill translate --resume (or `potstill label {out} --retry-failed`)")
     return {
         "source": str(source),
         "out": str(out),
         "n_source": len(source_store),
         "n_selected": len(todo),
-        "n_translated": written,
+        "n_translated": len(remaining),
         "n_resumed": len(todo) - len(remaining),
-        "label": reference.name,
+        "n_labeled": labels["labeled"],
+        "label": target.name,
         "scale": scale.as_dict(),
         "wall_time_s": round(time.time() - started, 3),
     }
@@ -257,8 +279,6 @@ def translate_store(
 
 # -- helpers ---------------------------------------------------------------------------
 def _element(kind: str, element: str | None, options: dict | None, role: str) -> str:
-    from ase.data import atomic_numbers
-
     found = reference_element(kind, options)
     if element is None:
         if found is None:
@@ -307,17 +327,14 @@ def _subset(ids: list[int], n: int | None, seed: int) -> list[int]:
     return [ids[i] for i in sorted(chosen)]
 
 
-def _open_output(out: str | Path, *, resume: bool, overwrite: bool):
-    from potstill.records import claim_output
-    from potstill.store import Store
-
+def _open_output(out: str | Path, *, resume: bool, overwrite: bool) -> Store:
     if resume and overwrite:
         raise PotstillError("give either --resume or --overwrite, not both")
     if "://" not in str(out):
         path = Path(out)
         if path.exists() and path.stat().st_size == 0:
             path.unlink()
-        claim_output([path], overwrite=overwrite, resume=resume, what="translate")
+        claim_paths([path], overwrite=overwrite, resume=resume, what="translate")
         return Store(path)
     store = Store(out)
     if len(store) and not resume:
@@ -350,6 +367,4 @@ def _already_translated(store, scale: LatticeScale) -> set[int]:
 
 
 def _label_names(atoms: Atoms) -> set[str]:
-    from potstill.frames import available_references
-
     return available_references(atoms)

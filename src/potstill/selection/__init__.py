@@ -20,17 +20,21 @@
 
 Options are set when the selector is built; learned state after ``select`` carries a
 trailing underscore (e.g. ``grid``'s ``levels_``). Bad input raises
-:class:`~potstill.errors.PotstillError` with a one-line message.
+:class:`~potstill.errors.PotstillError` with a one-line message. :class:`SelectConfig`
+is the ``select`` section of a workflow YAML, and :func:`select_frames` applies it.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any, Protocol, Sequence
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from potstill.errors import PotstillError
+from potstill.settings import Section
 
 _REGISTRY: dict[str, str] = {
     "random": "potstill.selection.random:RandomSelector",
@@ -77,8 +81,6 @@ def options_with_reference(name: str, options: dict[str, Any], reference: str) -
     """``options`` checked by building selector ``name`` (unknown name or option: one
     line), plus the run's ``reference`` label name for selectors that read labels
     (``uniform-energy``, ``grid``, ``committee``) unless the options set it."""
-    import inspect
-
     selector = make_selector(name, **options)
     takes_reference = "reference" in inspect.signature(type(selector).__init__).parameters
     if takes_reference and "reference" not in options:
@@ -127,3 +129,30 @@ def prepare(
     mask = excluded_mask(exclude, len(candidates))
     check_budget(len(candidates), n, int(mask.sum()))
     return mask
+
+
+class SelectConfig(Section):
+    """Which frames of the pool to train on: ``all``, or ``n`` frames picked by the
+    selector ``method`` of the registry (``random``, ``fps``, ``rnd``, ``committee``, ...)
+    built with ``options``, seeded with ``seed``."""
+
+    method: str = "random"
+    n: int = Field(200, gt=0)
+    seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("method")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value != "all" and value not in available():
+            raise ValueError(f"unknown selection method {value!r}; use 'all' or one of {available()}")
+        return value
+
+
+def select_frames(config: SelectConfig, candidates: Sequence, *, reference: str) -> np.ndarray:
+    """Positions of the candidates ``config`` picks (all of them for ``all``); the run's
+    ``reference`` label name goes to selectors that read labels."""
+    if config.method == "all":
+        return np.arange(len(candidates))
+    selector = make_selector(config.method, **options_with_reference(config.method, config.options, reference))
+    return selector.select(candidates, min(config.n, len(candidates)), rng=np.random.default_rng(config.seed))

@@ -1,66 +1,13 @@
-"""Per-atom and per-frame features of candidates for the descriptor-based selectors."""
+"""Helpers of the selectors: per-frame values, greedy picks, timings."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from potstill.errors import PotstillError
-
-
-@dataclass
-class AtomFeatures:
-    """Per-atom descriptors of all candidates, flattened.
-
-    ``values (n_atoms_total, d)`` float32; ``offsets (n_frames + 1,)``: the atoms of frame
-    ``i`` are rows ``offsets[i]:offsets[i+1]``.
-    """
-
-    values: np.ndarray
-    offsets: np.ndarray
-
-    @property
-    def n_frames(self) -> int:
-        return len(self.offsets) - 1
-
-    def rows(self, frames: np.ndarray | Sequence[int]) -> np.ndarray:
-        """Atom rows of the given frames, concatenated."""
-        frames = np.asarray(frames, dtype=int)
-        if frames.size == 0:
-            return np.zeros(0, dtype=int)
-        return np.concatenate(
-            [np.arange(self.offsets[i], self.offsets[i + 1]) for i in frames]
-        )
-
-    def frame_scores(self, atom_scores: np.ndarray, reduce: str = "max") -> np.ndarray:
-        """``(n_frames,)`` largest (``reduce="max"``) or mean atom score of each frame."""
-        if reduce == "max":
-            return np.maximum.reduceat(atom_scores, self.offsets[:-1])
-        return np.add.reduceat(atom_scores, self.offsets[:-1]) / np.diff(self.offsets)
-
-    def standardization(self, *, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature mean and standard deviation over all atoms, float64, in chunks.
-
-        Standard deviations are floored at 1e-3 of the largest one (1 if all are 0), so a
-        near-constant feature is not blown up to the scale of the informative ones.
-        """
-        n = len(self.values)
-        mean = sum(
-            block.sum(axis=0, dtype=np.float64) for block in self._blocks(chunk)
-        ) / n
-        variance = sum(
-            np.square(block - mean).sum(axis=0) for block in self._blocks(chunk)
-        ) / n
-        std = np.sqrt(variance)
-        floor = 1e-3 * std.max()
-        return mean, np.maximum(std, floor) if floor > 0 else np.ones_like(std)
-
-    def _blocks(self, chunk: int):
-        for start in range(0, len(self.values), chunk):
-            yield self.values[start : start + chunk]
 
 
 def highest_free(scores: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
@@ -82,60 +29,6 @@ class Stopwatch:
         now = time.perf_counter()
         self.timings[name] = self.timings.get(name, 0.0) + now - self._start
         self._start = now
-
-
-def per_atom_features(candidates: Sequence, descriptor: Any) -> AtomFeatures:
-    """Per-atom descriptors of ``candidates``: frames (computed with ``descriptor``, read
-    once in order) or precomputed ``(n_atoms_i, d)`` arrays, one per candidate."""
-    if len(candidates) == 0:
-        raise PotstillError("the pool is empty; sample frames first (`potstill sample`)")
-    first = candidates[0]
-    if isinstance(first, np.ndarray):
-        blocks = [np.asarray(block, dtype=np.float32) for block in candidates]
-    elif hasattr(first, "positions"):
-        blocks = descriptor.per_atom(candidates)
-    else:
-        raise PotstillError(
-            "candidates must be frames (ase.Atoms, e.g. store.frames(ids)) or per-atom "
-            f"descriptor arrays, got {type(first).__name__}"
-        )
-    widths = {block.shape[1] if block.ndim == 2 else -1 for block in blocks}
-    if len(widths) != 1 or -1 in widths:
-        raise PotstillError(
-            "per-atom descriptors must be (n_atoms, n_features) arrays of one width; got "
-            f"widths {sorted(widths)}"
-        )
-    counts = np.array([len(block) for block in blocks])
-    if (counts == 0).any():
-        raise PotstillError(f"candidate {int(np.argmin(counts))} has no atoms")
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    values = np.concatenate(blocks).astype(np.float32, copy=False)
-    if not np.isfinite(values).all():
-        raise PotstillError("descriptors contain NaN or inf; check the frames' positions and cells")
-    return AtomFeatures(values=values, offsets=offsets)
-
-
-def default_descriptor(descriptor: Any, aev: Any) -> Any:
-    """``descriptor`` if given: an object with ``per_atom``, a registry name (``"aev"``,
-    ``"soap"``) or ``{"name": ..., **options}`` (as in a YAML); else an
-    :class:`~potstill.descriptors.AEVDescriptor` with AEV parameters ``aev`` (an
-    ``AEVConfig``, a preset name, or None)."""
-    if isinstance(descriptor, (str, dict)):
-        from potstill.descriptors import make_descriptor
-
-        spec = {"name": descriptor} if isinstance(descriptor, str) else dict(descriptor)
-        if "name" not in spec:
-            raise PotstillError(f"a descriptor given as options needs a `name` (aev or soap), got {descriptor}")
-        return make_descriptor(spec.pop("name"), **spec)
-    if descriptor is not None:
-        if not callable(getattr(descriptor, "per_atom", None)):
-            raise PotstillError(
-                "descriptor must have a per_atom(frames) method returning (n_atoms, d) arrays"
-            )
-        return descriptor
-    from potstill.descriptors import AEVDescriptor
-
-    return AEVDescriptor(aev=aev)
 
 
 def per_frame(candidates: Sequence, value_of: Any, what: str) -> np.ndarray:

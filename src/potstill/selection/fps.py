@@ -13,9 +13,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from potstill.descriptors import resolve_descriptor
+from potstill.descriptors.features import per_atom_features
 from potstill.errors import PotstillError
 from potstill.selection import prepare
-from potstill.selection._features import Stopwatch, default_descriptor, per_atom_features
+from potstill.selection._features import Stopwatch
 
 
 class FarthestPointSelector:
@@ -43,7 +45,7 @@ class FarthestPointSelector:
     ):
         if pooling not in ("mean+max", "mean", "max"):
             raise PotstillError(f"pooling must be 'mean+max', 'mean' or 'max', got {pooling!r}")
-        self.descriptor = default_descriptor(descriptor, aev)
+        self.descriptor = resolve_descriptor(descriptor, aev)
         self.pooling = pooling
         self.standardize = standardize
 

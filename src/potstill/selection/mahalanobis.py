@@ -14,13 +14,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from potstill.descriptors import resolve_descriptor
+from potstill.descriptors.features import per_atom_features
 from potstill.errors import PotstillError
 from potstill.selection import prepare
 from potstill.selection._features import (
     Stopwatch,
-    default_descriptor,
     highest_free,
-    per_atom_features,
 )
 from potstill.uncertainty.mahalanobis import StreamingGaussian
 
@@ -57,7 +57,7 @@ class MahalanobisSelector:
             raise PotstillError(f"ridge must be > 0, got {ridge}")
         if batch_size < 1:
             raise PotstillError(f"batch_size must be >= 1, got {batch_size}")
-        self.descriptor = default_descriptor(descriptor, aev)
+        self.descriptor = resolve_descriptor(descriptor, aev)
         self.ridge = float(ridge)
         self.reduce = reduce
         self.batch_size = int(batch_size)

@@ -14,13 +14,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from potstill.descriptors import resolve_descriptor
+from potstill.descriptors.features import per_atom_features
 from potstill.errors import PotstillError
 from potstill.selection import prepare
 from potstill.selection._features import (
     Stopwatch,
-    default_descriptor,
     highest_free,
-    per_atom_features,
 )
 from potstill.uncertainty.rnd import RNDScorer
 
@@ -59,7 +59,7 @@ class RNDSelector:
             raise PotstillError(f"reduce must be 'max' or 'mean', got {reduce!r}")
         if batch_size < 1:
             raise PotstillError(f"batch_size must be >= 1, got {batch_size}")
-        self.descriptor = default_descriptor(descriptor, aev)
+        self.descriptor = resolve_descriptor(descriptor, aev)
         self.reduce = reduce
         self.batch_size = int(batch_size)
         self.network = {

@@ -18,6 +18,7 @@ import numpy as np
 from potstill.errors import PotstillError
 from potstill.selection import prepare
 from potstill.selection._features import per_frame
+from potstill.uncertainty.threshold import mu_k_sigma
 
 
 class ThresholdSelector:
@@ -62,9 +63,8 @@ class ThresholdSelector:
         excluded = prepare(candidates, n, exclude)
         name = self.score if isinstance(self.score, str) else "score"
         self.scores_ = per_frame(candidates, self._score_of, name)
-        reference = self._reference(self.scores_, excluded)
-        self.mu_, self.sigma_ = float(np.mean(reference)), float(np.std(reference))
-        self.threshold_ = self.mu_ + self.k * self.sigma_
+        threshold = mu_k_sigma(self._reference(self.scores_, excluded), self.k)
+        self.mu_, self.sigma_, self.threshold_ = threshold.mu, threshold.sigma, threshold.value
         above = np.flatnonzero((self.scores_ > self.threshold_) & ~excluded)
         order = above[np.argsort(-self.scores_[above], kind="stable")]
         return order[:n].astype(int)
@@ -93,8 +93,4 @@ class ThresholdSelector:
             reference = scores[excluded]
         else:
             reference = scores
-        if len(reference) < 2 or not np.isfinite(reference).all():
-            raise PotstillError(
-                "the reference window needs at least 2 finite scores to give mu and sigma"
-            )
         return reference

@@ -1,37 +1,25 @@
-"""Train one ANI model or a committee of K models (seed 001, section 2.2).
+"""Train one ANI model (seed 001, section 2.2); committees: :mod:`potstill.training.committee`.
 
 Recipe: AdamW on the weights (per-layer weight decay), SGD on the biases, both at
 ``lr``; ReduceLROnPlateau on the validation metric (factor 0.5, patience 100, threshold
 0 in the paper); early stopping; the best parameters by validation RMSE are kept.
-Each committee member gets its own seeded random train/validation split (80/20) and its
-own seeded initialisation, so members differ by data and by weights.
-
-Finished members are saved as ``member_<k>.pt`` in ``out_dir``; a rerun loads them
-instead of training again, so an interrupted committee resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 from ase import Atoms
 
-from potstill.config import TrainConfig
-from potstill.errors import PotstillError
-from potstill.frames import get_labels
-from potstill.models import ANIModel, load_checkpoint, save_checkpoint
-from potstill.models.committee import Committee
 from potstill.aev.neighbors import NeighborCache
+from potstill.models import ANIModel
+from potstill.training.config import TrainConfig
 from potstill.training.data import LabeledBatch, iterate_batches
 from potstill.training.loss import LossWeights, energy_force_stress_loss
-from potstill.training.self_energy import composition, solve_self_energies
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -47,23 +35,6 @@ class TrainResult:
     train_indices: list[int] = field(default_factory=list)
     validation_indices: list[int] = field(default_factory=list)
     wall_time_s: float = 0.0
-
-
-def validation_count(n_frames: int, validation_fraction: float) -> int:
-    """Frames held out for validation: ``round(fraction * n_frames)``, at least one and
-    leaving at least one to train (none when there is a single frame)."""
-    if n_frames < 2:
-        return 0
-    return min(max(1, int(round(validation_fraction * n_frames))), n_frames - 1)
-
-
-def split_indices(n_frames: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random split of ``range(n_frames)`` into (train, validation) index arrays."""
-    if n_frames < 2:
-        raise PotstillError(f"need at least 2 labeled frames to train, got {n_frames}")
-    order = np.random.default_rng(seed).permutation(n_frames)
-    n_val = validation_count(n_frames, validation_fraction)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def make_optimizers(model: ANIModel, config: TrainConfig):
@@ -110,7 +81,7 @@ def train_model(
     dtype = _DTYPES[config.dtype]
     device = torch.device(config.device)
     model.to(device=device, dtype=dtype)
-    require = _required_labels(config)
+    require = required_labels(config)
     batch_options = dict(
         species=model.species, cutoff=model.cutoff, dtype=dtype, device=device, require=require,
         cache=NeighborCache(max_frames=len(train_frames) + len(validation_frames) + 1),
@@ -184,75 +155,6 @@ def evaluate_batches(model: ANIModel, batches: Iterable[LabeledBatch]) -> dict[s
     return {f"{k}_rmse": (sums[k] / counts[k]) ** 0.5 if counts[k] else 0.0 for k in sums}
 
 
-def train_committee(
-    frames: Sequence[Atoms],
-    reference: str,
-    *,
-    model_factory: Callable[[int], ANIModel],
-    config: TrainConfig,
-    out_dir: str | Path | None = None,
-    progress=None,
-) -> tuple[Committee | ANIModel, list[TrainResult | dict]]:
-    """Train ``config.committee`` models, each on its own seeded 80/20 split.
-
-    ``model_factory(seed)`` builds a fresh untrained model whose initial weights depend
-    on ``seed`` only; member k uses ``config.seed + k`` for its weights and its split. Self energies are fitted
-    once on all ``frames`` and shared. With ``out_dir``, finished members are saved and
-    reused on a rerun with the same frames and settings. A committee of one is returned
-    as the bare model.
-    """
-    if len(frames) == 0:
-        raise PotstillError("no frames to train on: the training set is empty")
-    probe = model_factory(config.seed)
-    self_energies, fingerprint = _scan(frames, reference, config, probe)
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    members, results = [], []
-    for k in range(config.committee):
-        seed = config.seed + k
-        path = out / f"member_{k}.pt" if out is not None else None
-        finished = _finished_member(path, fingerprint)
-        if finished is not None:
-            members.append(finished)
-            results.append(finished.checkpoint_metadata.get("summary", {}))
-            continue
-        torch.manual_seed(seed)
-        model = model_factory(seed)
-        model.set_self_energies(self_energies)
-        train_idx, val_idx = split_indices(len(frames), config.validation_fraction, seed)
-        result = train_model(
-            model,
-            _subset(frames, train_idx),
-            _subset(frames, val_idx),
-            reference,
-            config,
-            seed=seed,
-            progress=progress,
-            description=f"member {k + 1}/{config.committee}",
-        )
-        result.train_indices, result.validation_indices = train_idx.tolist(), val_idx.tolist()
-        if path is not None:
-            save_checkpoint(
-                result.model, path, fingerprint=fingerprint, summary=_summary(result), history=result.history
-            )
-        members.append(result.model)
-        results.append(result)
-    return (Committee(members) if len(members) > 1 else members[0]), results
-
-
-def _finished_member(path: Path | None, fingerprint: str) -> ANIModel | None:
-    """The member saved at ``path`` if it was trained on these frames and settings;
-    None when there is none, it is from other data, or it cannot be read."""
-    if path is None or not path.exists():
-        return None
-    try:
-        model = load_checkpoint(path)
-    except Exception:  # noqa: BLE001 - an unreadable file is retrained, not fatal
-        return None
-    return model if model.checkpoint_metadata.get("fingerprint") == fingerprint else None
-
-
 def _summary(result: TrainResult) -> dict:
     last = result.history[result.best_epoch] if result.history else {}
     return {
@@ -280,31 +182,8 @@ def _weighted(metrics: dict[str, float], weights: LossWeights) -> float:
     return weights.alpha * metrics["energy_rmse"] + weights.beta * metrics["forces_rmse"] + weights.gamma * metrics["stress_rmse"]
 
 
-def _required_labels(config: TrainConfig) -> tuple[str, ...]:
+def required_labels(config: TrainConfig) -> tuple[str, ...]:
     require = ["energy"]
     if config.beta > 0:
         require.append("forces")
     return tuple(require)
-
-
-def _scan(frames: Sequence[Atoms], reference: str, config: TrainConfig, probe: ANIModel) -> tuple[dict, str]:
-    """One streaming pass over ``frames``: check labels, fit self energies, and hash the
-    data and settings (the fingerprint under which finished members are reused)."""
-    require = _required_labels(config)
-    digest = hashlib.sha256()
-    digest.update(json.dumps([config.model_dump(), probe.config(), reference], sort_keys=True, default=str).encode())
-    counts, energies = [], []
-    for atoms in frames:
-        energy = get_labels(atoms, reference, require=require).energy
-        counts.append(composition(atoms, probe.species))
-        energies.append(energy)
-        digest.update(np.ascontiguousarray(atoms.positions).tobytes())
-        digest.update(np.float64(energy).tobytes())
-    return solve_self_energies(counts, energies, probe.species), digest.hexdigest()
-
-
-def _subset(frames: Sequence[Atoms], indices: np.ndarray) -> Sequence[Atoms]:
-    """Frames at ``indices``: a lazy view for store-backed frames, else a list."""
-    if hasattr(frames, "subset"):
-        return frames.subset(indices)
-    return [frames[i] for i in indices]

@@ -18,15 +18,25 @@ inverse defined while ``M <= d`` or when descriptors span fewer than ``d`` direc
 with ``ridge=0`` the inverse is formed directly the first time ``S`` is full rank
 (``M > d``) and updated by Sherman-Morrison from then on. ``precision`` is
 ``(M - 1) (S + ridge I)^-1``, i.e. ``Sigma^-1`` when ``ridge`` is 0.
+
+:class:`MahalanobisUncertainty` is the per-atom uncertainty of frames: the squared
+Mahalanobis distance of each atom's descriptor (AEV by default, standardised with the
+training atoms' mean and spread) to the training atoms.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterable
+from typing import Any
 
+import numpy as np
+from ase import Atoms
+
+from potstill.descriptors import resolve_descriptor
+from potstill.descriptors.features import AtomFeatures, per_atom_features
 from potstill.errors import PotstillError
 
-__all__ = ["StreamingGaussian"]
+__all__ = ["MahalanobisUncertainty", "StreamingGaussian"]
 
 
 class StreamingGaussian:
@@ -150,3 +160,62 @@ def _cholesky(matrix: np.ndarray) -> np.ndarray:
     except np.linalg.LinAlgError:  # rounding made it indefinite: clip the spectrum
         values, vectors = np.linalg.eigh(symmetric)
         return vectors * np.sqrt(np.clip(values, 0.0, None))
+
+
+class MahalanobisUncertainty:
+    """Per-atom squared Mahalanobis distance to the atoms of the training frames.
+
+    Args:
+        descriptor: per-atom descriptor (object, registry name or options); default the
+            AEV with parameters ``aev``.
+        aev: AEV parameters or preset name of the default descriptor.
+        ridge: pseudo-scatter added to the scatter matrix (standardised units).
+        standardize: scale each feature by the training atoms' mean and spread (floored
+            as :meth:`AtomFeatures.standardization`).
+
+    :meth:`fit` sets the statistics from training frames, :meth:`update` streams more
+    atoms in (O(d^2) each), :meth:`per_atom` scores frames. Learned state: ``mean_``,
+    ``scale_`` ``(d,)`` and ``gaussian_``.
+    """
+
+    name = "mahalanobis"
+
+    def __init__(self, *, descriptor: Any = None, aev: Any = None, ridge: float = 1e-2, standardize: bool = True):
+        if not ridge > 0:
+            raise PotstillError(f"ridge must be > 0, got {ridge}")
+        self.descriptor = resolve_descriptor(descriptor, aev)
+        self.ridge = float(ridge)
+        self.standardize = standardize
+        self.gaussian_: StreamingGaussian | None = None
+
+    def fit(self, frames: Iterable[Atoms]) -> MahalanobisUncertainty:
+        """Statistics of the atoms of ``frames`` (the training data)."""
+        features = per_atom_features(frames, self.descriptor)
+        width = features.values.shape[1]
+        if self.standardize:
+            self.mean_, self.scale_ = features.standardization()
+        else:
+            self.mean_, self.scale_ = np.zeros(width), np.ones(width)
+        self.gaussian_ = StreamingGaussian(width, ridge=self.ridge)
+        self.gaussian_.update_many(self._scaled(features))
+        return self
+
+    def update(self, frames: Iterable[Atoms]) -> None:
+        """Add the atoms of more training frames (standardisation kept)."""
+        self.gaussian_.update_many(self._scaled(per_atom_features(frames, self._fitted().descriptor)))
+
+    def per_atom(self, frames: Iterable[Atoms]) -> list[np.ndarray]:
+        features = per_atom_features(frames, self._fitted().descriptor)
+        distances = self.gaussian_.distances(self._scaled(features))
+        return np.split(distances, features.offsets[1:-1])
+
+    def _scaled(self, features: AtomFeatures) -> np.ndarray:
+        values = features.values
+        values -= self.mean_.astype(np.float32)
+        values /= self.scale_.astype(np.float32)
+        return values
+
+    def _fitted(self) -> MahalanobisUncertainty:
+        if self.gaussian_ is None:
+            raise PotstillError("fit the Mahalanobis uncertainty on training frames first (fit(frames))")
+        return self

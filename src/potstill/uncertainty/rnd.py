@@ -10,18 +10,25 @@ Descriptors are shifted and scaled by ``input_mean`` and ``input_scale`` (per fe
 and clipped to ``[-clip, clip]`` before entering either network (Burda et al.'s RND
 normalises observations the same way), so raw AEVs of very different magnitudes can be
 used and a far outlier does not set the networks' output scale.
+
+:class:`RNDUncertainty` is the per-atom uncertainty of frames: the novelty of each
+atom's descriptor (AEV by default) after training ``g`` on the training frames' atoms.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from ase import Atoms
 
+from potstill.descriptors import resolve_descriptor
+from potstill.descriptors.features import per_atom_features
 from potstill.errors import PotstillError
 
-__all__ = ["RNDScorer"]
+__all__ = ["RNDScorer", "RNDUncertainty"]
 
 
 class RNDScorer:
@@ -150,3 +157,50 @@ def _mlp(widths: Sequence[int], generator: torch.Generator) -> torch.nn.Sequenti
         if k < len(widths) - 2:
             layers.append(torch.nn.SiLU())
     return torch.nn.Sequential(*layers)
+
+
+class RNDUncertainty:
+    """Per-atom RND novelty of frames against the atoms the predictor was trained on.
+
+    Args:
+        descriptor: per-atom descriptor (object, registry name or options); default the
+            AEV with parameters ``aev``.
+        aev: AEV parameters or preset name of the default descriptor.
+        seed: seed of the networks and the minibatch order.
+        network: :class:`RNDScorer` options (``hidden``, ``n_outputs``, ``lr``,
+            ``train_steps``, ``batch_size``, ``clip``).
+
+    :meth:`fit` standardises with the training atoms and trains the predictor on them,
+    :meth:`update` trains it further on more frames, :meth:`per_atom` scores frames.
+    Learned state: ``scorer_``.
+    """
+
+    name = "rnd"
+
+    def __init__(self, *, descriptor: Any = None, aev: Any = None, seed: int = 0, **network: Any):
+        self.descriptor = resolve_descriptor(descriptor, aev)
+        self.seed = int(seed)
+        self.network = network
+        self.scorer_: RNDScorer | None = None
+
+    def fit(self, frames: Iterable[Atoms]) -> RNDUncertainty:
+        """Standardise with, and train the predictor on, the atoms of ``frames``."""
+        features = per_atom_features(frames, self.descriptor)
+        mean, scale = features.standardization()
+        self.scorer_ = RNDScorer(features.values.shape[1], seed=self.seed, input_mean=mean, input_scale=scale,
+                                 **self.network)
+        self.scorer_.train(features.values)
+        return self
+
+    def update(self, frames: Iterable[Atoms]) -> None:
+        """Train the predictor further on the atoms of ``frames`` (warm start)."""
+        self._fitted().scorer_.train(per_atom_features(frames, self.descriptor).values)
+
+    def per_atom(self, frames: Iterable[Atoms]) -> list[np.ndarray]:
+        features = per_atom_features(frames, self._fitted().descriptor)
+        return np.split(self.scorer_.distances(features.values), features.offsets[1:-1])
+
+    def _fitted(self) -> RNDUncertainty:
+        if self.scorer_ is None:
+            raise PotstillError("fit the RND uncertainty on training frames first (fit(frames))")
+        return self

@@ -27,10 +27,37 @@ import math
 
 import numpy as np
 from ase import Atoms, units
+from ase.constraints import FixCom
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from pydantic import Field
+
+from potstill.aev.neighbors import frame_pairs
+from potstill.settings import Section
 
 MIN_DISTANCE_A = 1.5
 MAX_FORCE_EV_PER_A = 20.0
 MAX_DRIFT_EV_PER_ATOM = 0.5
+
+
+class StabilityConfig(Section):
+    """The stability MD of a model: Langevin NVT from test-pool frame ``start_frame``
+    with the checks of :func:`md_stability`; ``enabled: false`` skips it."""
+
+    steps: int = Field(1000, ge=1)
+    temperature_K: float = Field(300.0, gt=0)
+    timestep_fs: float = Field(1.0, gt=0)
+    friction_per_fs: float = Field(0.01, gt=0)
+    interval: int = Field(10, ge=1)
+    start_frame: int = Field(0, ge=0)
+    min_distance_A: float = Field(MIN_DISTANCE_A, gt=0)
+    max_force_eV_per_A: float = Field(MAX_FORCE_EV_PER_A, gt=0)
+    max_drift_eV_per_atom: float = Field(MAX_DRIFT_EV_PER_ATOM, gt=0)
+    enabled: bool = True
+
+    def md_options(self) -> dict:
+        """The keyword arguments of :func:`md_stability`."""
+        return self.model_dump(exclude={"enabled", "start_frame"})
 
 
 class _Unstable(Exception):
@@ -52,10 +79,6 @@ def md_stability(
     max_drift_eV_per_atom: float = MAX_DRIFT_EV_PER_ATOM,
 ) -> dict:
     """Short NVT MD of ``atoms`` (copied) with ``calculator``; see the module contract."""
-    from ase.constraints import FixCom
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-
     atoms = atoms.copy()
     atoms.calc = calculator
     atoms.set_constraint(FixCom())  # no centre-of-mass drift (ASE's replacement of fixcm)
@@ -89,8 +112,6 @@ def md_stability(
 def min_pair_distance(atoms: Atoms, cutoff_A: float = 3.0) -> float:
     """Shortest interatomic distance (A, periodic images included); ``inf`` when no pair
     is closer than ``cutoff_A``."""
-    from potstill.aev.neighbors import frame_pairs
-
     pairs, shifts = frame_pairs(atoms, cutoff_A)  # vesin, as the models' own neighbour search
     if pairs.shape[1] == 0:
         return math.inf

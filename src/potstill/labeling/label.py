@@ -1,0 +1,193 @@
+"""Labeling: frames labeled by a reference over an executor, each label kept as it lands.
+
+:func:`label_frames` sends frames to the executor in jobs of ``chunk`` frames; a worker
+builds the reference once (:class:`~potstill.references.ReferenceConfig` is picklable)
+and labels each frame of the job, so one bad frame fails alone. Results come back as
+they complete. A frame whose reference call raised is tried again, up to ``retries``
+more times, then reported as failed with the error text and the number of attempts.
+
+:func:`label_store` labels the frames of a store that lack the reference's labels:
+each finished job is written in one transaction, a failure is recorded on the frame
+(``info["<name>_label_error"]``, ``info["<name>_label_attempts"]``), and a rerun labels
+only what is still missing, so an interrupted run recomputes nothing that was stored.
+Frames that failed before are skipped unless ``retry_failed``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from ase import Atoms
+
+from potstill.errors import PotstillError
+from potstill.executors import SerialExecutor, fan_out
+from potstill.frames import has_labels, labels_from_calculator, strip
+from potstill.references import Reference, ReferenceConfig
+from potstill.store import Store
+
+__all__ = ["Labeled", "attempts_key", "check_failures", "error_key", "label_frames", "label_store"]
+
+_REFERENCES: dict[str, Reference] = {}  # per process: a reference is built once
+
+
+def error_key(name: str) -> str:
+    """``info`` key of the last error of reference ``name`` on a frame."""
+    return f"{name}_label_error"
+
+
+def attempts_key(name: str) -> str:
+    """``info`` key of how often reference ``name`` was tried on a frame and failed."""
+    return f"{name}_label_attempts"
+
+
+@dataclass(frozen=True)
+class Labeled:
+    """The outcome for frame ``index``: the labeled frame, or the error after
+    ``attempts`` tries."""
+
+    index: int
+    frame: Atoms | None
+    error: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class _Job:
+    reference: ReferenceConfig
+    frames: tuple[tuple[int, Atoms], ...]  # (index, frame)
+
+
+def label_frames(
+    frames: Sequence[Atoms],
+    reference: ReferenceConfig,
+    *,
+    executor: Executor | None = None,
+    chunk: int = 1,
+    retries: int = 2,
+    previous_attempts: Sequence[int] | None = None,
+) -> Iterator[list[Labeled]]:
+    """Label ``frames`` with ``reference``; yield each finished job's outcomes.
+
+    A frame that fails is resubmitted alone until it has been tried ``retries + 1``
+    times in all (counting ``previous_attempts``), then yielded with its error.
+    """
+    if chunk < 1 or retries < 0:
+        raise PotstillError(f"need chunk >= 1 and retries >= 0, got {chunk} and {retries}")
+    attempts = list(previous_attempts) if previous_attempts is not None else [0] * len(frames)
+    executor = executor or SerialExecutor()
+    todo = list(range(len(frames)))
+    while todo:
+        jobs = [_Job(reference, tuple((i, frames[i]) for i in todo[s : s + chunk])) for s in range(0, len(todo), chunk)]
+        todo = []
+        for job, future in fan_out(executor, label_job, jobs):
+            try:
+                outcomes = future.result()
+            except Exception as error:  # noqa: BLE001 - the worker died: every frame of the job failed
+                outcomes = [(i, None, _one_line(error)) for i, _ in job.frames]
+            finished = []
+            for index, frame, error in outcomes:
+                attempts[index] += frame is None
+                if frame is None and attempts[index] <= retries:
+                    todo.append(index)  # tried again, alone
+                    continue
+                finished.append(Labeled(index, frame, error, attempts[index]))
+            if finished:
+                yield finished
+        chunk = 1
+
+
+def label_job(job: _Job) -> list[tuple[int, Atoms | None, str | None]]:
+    """Label the frames of one job where it runs: (index, labeled frame or None, error)."""
+    reference = _reference(job.reference)
+    outcomes = []
+    for index, atoms in job.frames:
+        frame = strip(atoms)
+        frame.calc = reference.calculator
+        try:
+            outcomes.append((index, labels_from_calculator(frame, reference.name), None))
+        except Exception as error:  # noqa: BLE001 - a reference that crashes is recorded, not fatal
+            outcomes.append((index, None, _one_line(error)))
+    return outcomes
+
+
+def label_store(
+    store: Store,
+    reference: ReferenceConfig,
+    *,
+    ids: Sequence[int] | None = None,
+    executor: Executor | None = None,
+    chunk: int = 1,
+    retries: int = 2,
+    retry_failed: bool = False,
+    progress=None,
+) -> dict:
+    """Label the frames of ``store`` (rows ``ids``, default all) that lack
+    ``reference.name`` labels; see the module docstring. Returns counts and the ids of
+    the frames that failed."""
+    name = reference.name
+    rows = store.frames(ids)
+    todo, skipped, attempts = [], [], []
+    for row_id, atoms in zip(rows.ids, rows):
+        if has_labels(atoms, name):
+            continue
+        tried = int(atoms.info.get(attempts_key(name), 0))
+        if tried and not retry_failed:
+            skipped.append(row_id)
+            continue
+        todo.append((row_id, atoms))
+        attempts.append(0 if retry_failed else tried)
+    task = progress.add_task(f"labeling with {reference.kind}", total=len(todo)) if progress else None
+    labeled, failed, errors = 0, [], {}
+    frames = [atoms for _, atoms in todo]
+    for outcomes in label_frames(frames, reference, executor=executor, chunk=chunk, retries=retries,
+                                 previous_attempts=attempts):
+        done = [(todo[o.index][0], _without_failure(o.frame, name)) for o in outcomes if o.frame is not None]
+        if done:
+            store.update([i for i, _ in done], [f for _, f in done], delete_keys=(error_key(name), attempts_key(name)))
+            labeled += len(done)
+        for o in outcomes:
+            if o.frame is None:
+                row_id, atoms = todo[o.index]
+                atoms.info.update({error_key(name): o.error, attempts_key(name): o.attempts})
+                store.update([row_id], [atoms])
+                failed.append(row_id)
+                errors[row_id] = o.error
+        if progress is not None:
+            progress.update(task, advance=len(outcomes))
+    return {"reference": name, "labeled": labeled, "already_labeled": len(rows) - len(todo) - len(skipped),
+            "failed": failed, "skipped_failed": skipped, "errors": errors}
+
+
+def check_failures(results: dict, retry: str) -> None:
+    """Raise one :class:`PotstillError` line when :func:`label_store` left frames
+    unlabeled (``results["failed"]`` or ``results["skipped_failed"]``); ``retry`` says
+    how to try them again."""
+    failed = list(results["failed"]) + list(results["skipped_failed"])
+    if not failed:
+        return
+    first = results["errors"].get(failed[0], "failed before") if results.get("errors") else "failed before"
+    raise PotstillError(
+        f"reference {results['reference']!r} failed on {len(failed)} frame(s) (row {failed[0]}: {first}); "
+        f"{results['labeled']} frames labeled and stored, the failures are recorded on the frames: "
+        f"fix the reference, then {retry}"
+    )
+
+
+def _without_failure(frame: Atoms, name: str) -> Atoms:
+    for key in (error_key(name), attempts_key(name)):
+        frame.info.pop(key, None)
+    return frame
+
+
+def _reference(config: ReferenceConfig) -> Reference:
+    key = json.dumps(config.model_dump(), sort_keys=True, default=str)
+    if key not in _REFERENCES:
+        _REFERENCES[key] = config.build()
+    return _REFERENCES[key]
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
