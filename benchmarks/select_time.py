@@ -79,11 +79,18 @@ def _time_one(name: str, pool: str, n_frames: int, n: int, threads: int, lazy: b
     cpu, start = time.process_time(), time.perf_counter()
     chosen = selector.select(frames, n, rng=np.random.default_rng(0))
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    queue.put({
-        "selector": name, "read": read_s, "seconds": seconds, "cpu": cpu,
-        "descriptors": selector.timings_["descriptors"], "picking": selector.timings_["selection"],
-        "rss": _peak_rss_mib(), "unique": len(set(chosen.tolist())),
-    })
+    queue.put(
+        {
+            "selector": name,
+            "read": read_s,
+            "seconds": seconds,
+            "cpu": cpu,
+            "descriptors": selector.timings_["descriptors"],
+            "picking": selector.timings_["selection"],
+            "rss": _peak_rss_mib(),
+            "unique": len(set(chosen.tolist())),
+        }
+    )
 
 
 def main() -> None:
@@ -96,8 +103,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--selectors", nargs="+", default=list(SELECTORS))
     parser.add_argument("--build-only", action="store_true")
-    parser.add_argument("--lazy", action="store_true",
-                        help="select straight from the store view (reading counted as descriptors)")
+    parser.add_argument(
+        "--lazy",
+        action="store_true",
+        help="select straight from the store view (reading counted as descriptors)",
+    )
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -118,16 +128,22 @@ def main() -> None:
         rows.append({**queue.get(), "load": load, "load_after": os.getloadavg()[0]})
         child.join()
     source = "the store view (lazy)" if args.lazy else "frames read into memory first"
-    print(f"selects {args.n} of {args.frames} frames (32 atoms) from {source}, "
-          f"torch threads {args.threads}")
+    print(
+        f"selects {args.n} of {args.frames} frames (32 atoms) from {source}, "
+        f"torch threads {args.threads}"
+    )
     print()
-    print("| selector | select s (wall) | of which descriptors | of which picking | CPU s | "
-          "read pool s | peak RSS MiB | unique picks | load avg (1 min) before / after |")
+    print(
+        "| selector | select s (wall) | of which descriptors | of which picking | CPU s | "
+        "read pool s | peak RSS MiB | unique picks | load avg (1 min) before / after |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
-        print(f"| {row['selector']} | {row['seconds']:.1f} | {row['descriptors']:.1f} | "
-              f"{row['picking']:.1f} | {row['cpu']:.1f} | {row['read']:.1f} | {row['rss']:.0f} | "
-              f"{row['unique']} | {row['load']:.1f} / {row['load_after']:.1f} |")
+        print(
+            f"| {row['selector']} | {row['seconds']:.1f} | {row['descriptors']:.1f} | "
+            f"{row['picking']:.1f} | {row['cpu']:.1f} | {row['read']:.1f} | {row['rss']:.0f} | "
+            f"{row['unique']} | {row['load']:.1f} / {row['load_after']:.1f} |"
+        )
     print()
     print("# target: select s <= 60 each, descriptors included")
 

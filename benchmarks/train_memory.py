@@ -56,7 +56,9 @@ def peak_rss_mib() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--pool", type=Path, default=Path("runs/benchmarks/ni108-pool.db"))
@@ -82,12 +84,16 @@ def main() -> None:
     atoms = store.frames(ids[:1])[0]
     in_memory_mib = len(ids) * sum(a.nbytes for a in atoms.arrays.values()) / 2**20
 
-    print("frames | atoms | epochs | pool build s | training s | frames/s | peak RSS MiB | "
-          "RSS before training MiB | label+position arrays in memory MiB")
+    print(
+        "frames | atoms | epochs | pool build s | training s | frames/s | peak RSS MiB | "
+        "RSS before training MiB | label+position arrays in memory MiB"
+    )
     print("--- | --- | --- | --- | --- | --- | --- | --- | ---")
-    print(f"{len(ids)} | {len(atoms)} | {args.epochs} | {pool_s:.0f} | {train_s:.0f} | "
-          f"{args.epochs * len(ids) / train_s:.1f} | {peak_rss_mib():.0f} | {rss_after_pool:.0f} | "
-          f"{in_memory_mib:.0f}")
+    print(
+        f"{len(ids)} | {len(atoms)} | {args.epochs} | {pool_s:.0f} | {train_s:.0f} | "
+        f"{args.epochs * len(ids) / train_s:.1f} | {peak_rss_mib():.0f} | {rss_after_pool:.0f} | "
+        f"{in_memory_mib:.0f}"
+    )
     print(f"# target: peak RSS < 8192 MiB; threads {args.threads}")
 
 

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from ase.build import bulk  # noqa: E402
-from baseline import baseline_optimizers, batch_properties, build_baseline  # noqa: E402
 
+from baseline import baseline_optimizers, batch_properties, build_baseline  # noqa: E402
+from potstill.aev.neighbors import NeighborCache  # noqa: E402
 from potstill.config import TrainConfig  # noqa: E402
 from potstill.models.ani import ANIModel  # noqa: E402
-from potstill.aev.neighbors import NeighborCache  # noqa: E402
 from potstill.sampling.md import sample_md  # noqa: E402
 from potstill.training.data import labeled_batch  # noqa: E402
 from potstill.training.loss import LossWeights, energy_force_stress_loss  # noqa: E402
@@ -86,8 +86,12 @@ class PotstillStep:
     def __call__(self) -> float:
         model = self.model
         batch = labeled_batch(
-            self.frames, "eam", species=model.species, cutoff=model.cutoff,
-            dtype=model.dtype, cache=self.cache,
+            self.frames,
+            "eam",
+            species=model.species,
+            cutoff=model.cutoff,
+            dtype=model.dtype,
+            cache=self.cache,
         )
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
@@ -147,8 +151,9 @@ def main(argv=None) -> None:
     parser.add_argument("--atoms", nargs="+", type=int, default=[32, 108], choices=[32, 108])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--quick", action="store_true",
-                        help="2 repeats, 16-frame batches, 32 atoms only")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 repeats, 16-frame batches, 32 atoms only"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.batch, args.atoms = 2, 16, [32]
@@ -157,12 +162,22 @@ def main(argv=None) -> None:
     dtype = getattr(torch, args.dtype)
 
     load = os.getloadavg()[0]
-    print(f"# train_throughput: {args.dtype}, batch {args.batch} frames, {args.repeats} "
-          f"alternating repeats (median), torch {torch.__version__}, {args.threads} thread(s), "
-          f"{os.cpu_count()} cores {platform.processor() or platform.machine()}, "
-          f"load average {load:.2f} at start")
-    header = ("preset", "atoms", "potstill frames/s", "baseline frames/s", "ratio",
-              "potstill s/epoch (3500)", "baseline s/epoch (3500)", "peak RSS MiB")
+    print(
+        f"# train_throughput: {args.dtype}, batch {args.batch} frames, {args.repeats} "
+        f"alternating repeats (median), torch {torch.__version__}, {args.threads} thread(s), "
+        f"{os.cpu_count()} cores {platform.processor() or platform.machine()}, "
+        f"load average {load:.2f} at start"
+    )
+    header = (
+        "preset",
+        "atoms",
+        "potstill frames/s",
+        "baseline frames/s",
+        "ratio",
+        "potstill s/epoch (3500)",
+        "baseline s/epoch (3500)",
+        "peak RSS MiB",
+    )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     frames_by_size = {n: ni_md_frames({32: 2, 108: 3}[n], args.batch) for n in args.atoms}
@@ -178,14 +193,25 @@ def main(argv=None) -> None:
             }
             seconds = time_alternately(steps, args.repeats)
             rate = {name: len(frames) / s for name, s in seconds.items()}
-            print(" | ".join([
-                preset, str(n_atoms), f"{rate['potstill']:.1f}", f"{rate['baseline']:.1f}",
-                f"{rate['potstill'] / rate['baseline']:.2f}x",
-                f"{EPOCH_FRAMES / rate['potstill']:.1f}", f"{EPOCH_FRAMES / rate['baseline']:.1f}",
-                f"{peak_rss_mib():.0f}",
-            ]), flush=True)
-    print(f"# peak RSS of the process (both paths, all rows): {peak_rss_mib():.0f} MiB; "
-          f"load average at end {os.getloadavg()[0]:.2f}")
+            print(
+                " | ".join(
+                    [
+                        preset,
+                        str(n_atoms),
+                        f"{rate['potstill']:.1f}",
+                        f"{rate['baseline']:.1f}",
+                        f"{rate['potstill'] / rate['baseline']:.2f}x",
+                        f"{EPOCH_FRAMES / rate['potstill']:.1f}",
+                        f"{EPOCH_FRAMES / rate['baseline']:.1f}",
+                        f"{peak_rss_mib():.0f}",
+                    ]
+                ),
+                flush=True,
+            )
+    print(
+        f"# peak RSS of the process (both paths, all rows): {peak_rss_mib():.0f} MiB; "
+        f"load average at end {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

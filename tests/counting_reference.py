@@ -8,6 +8,8 @@ crashed or unconverged reference would. Named by import path in tests:
 ``ReferenceConfig(kind="counting_reference:make_calculator", options={...})``.
 """
 
+import os
+
 from ase.calculators.calculator import Calculator, all_changes
 
 from potstill.references import make_calculator as make_reference_calculator
@@ -32,6 +34,25 @@ class Counting(Calculator):
 
 def make_calculator(*, inner, log, fail_on=(), **options):
     return Counting(make_reference_calculator(inner, **options), log, fail_on)
+
+
+class Dying(Counting):
+    """Kills its own process the first time it computes frame ``die_on`` (a worker
+    that crashes), leaving ``marker`` behind."""
+
+    def __init__(self, inner, log, die_on, marker):
+        super().__init__(inner, log)
+        self.die_on, self.marker = die_on, marker
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        if atoms.info.get("step") == self.die_on and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)
+        super().calculate(atoms, properties, system_changes)
+
+
+def make_dying(*, inner, log, die_on, marker, **options):
+    return Dying(make_reference_calculator(inner, **options), log, die_on, marker)
 
 
 def calls(log) -> list[int]:

@@ -20,8 +20,10 @@ SPECIES = ["Ni", "Al"]
 def _alloy(seed=1, repeat=2):
     atoms = bulk("Ni", "fcc", a=3.52, cubic=True).repeat(repeat)
     atoms.symbols[::5] = "Al"
-    atoms.set_cell(atoms.cell[:] @ (np.eye(3) + [[0.02, 0.03, 0], [0, -0.01, 0.04], [0, 0, 0]]),
-                   scale_atoms=True)
+    atoms.set_cell(
+        atoms.cell[:] @ (np.eye(3) + [[0.02, 0.03, 0], [0, -0.01, 0.04], [0, 0, 0]]),
+        scale_atoms=True,
+    )
     atoms.rattle(0.08, seed=seed)
     return atoms
 

@@ -6,8 +6,8 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
-from ase.optimize import BFGS
 from ase.calculators.fd import calculate_numerical_stress
+from ase.optimize import BFGS
 
 from potstill.errors import PotstillError
 from potstill.models import (

@@ -12,8 +12,8 @@ from ase.calculators.emt import EMT
 from conftest import emt_frames
 from potstill.errors import PotstillError
 from potstill.frames import get_labels
-from potstill.store import Store
 from potstill.rundir import RunDir
+from potstill.store import Store
 from potstill.validation.stability import md_stability
 from potstill.workflows import compare as compare_module
 from potstill.workflows import load_config
@@ -23,7 +23,15 @@ from potstill.workflows.compare import read_results
 def compare_selectors(config, out, **flags):
     return compare_module.run(config, RunDir(out, **flags))
 
-_TRAIN = dict(committee=1, max_epochs=3, batch_size=8, lr=3e-3, scheduler_patience=5, early_stopping_patience=10)
+
+_TRAIN = dict(
+    committee=1,
+    max_epochs=3,
+    batch_size=8,
+    lr=3e-3,
+    scheduler_patience=5,
+    early_stopping_patience=10,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +45,24 @@ def pools(tmp_path_factory):
 
 
 def _write_config(path, pool, test, **compare):
-    section = {"pool": pool.url, "test_pool": test.url, "selectors": ["random", "uniform-energy"], "budgets": [4, 0.3],
-               "seeds": [0, 1], "md": {"steps": 20, "interval": 5, "temperature_K": 300.0}} | compare
-    config = {"workflow": "compare-selectors", "name": "compare-test", "species": ["Ni"],
-              "reference": {"kind": "emt", "name": "emt"}, "executor": "serial",
-              "model": {"preset": "demo", "overrides": {"hidden": [8, 4]}}, "train": _TRAIN, "compare": section}
+    section = {
+        "pool": pool.url,
+        "test_pool": test.url,
+        "selectors": ["random", "uniform-energy"],
+        "budgets": [4, 0.3],
+        "seeds": [0, 1],
+        "md": {"steps": 20, "interval": 5, "temperature_K": 300.0},
+    } | compare
+    config = {
+        "workflow": "compare-selectors",
+        "name": "compare-test",
+        "species": ["Ni"],
+        "reference": {"kind": "emt", "name": "emt"},
+        "executor": "serial",
+        "model": {"preset": "demo", "overrides": {"hidden": [8, 4]}},
+        "train": _TRAIN,
+        "compare": section,
+    }
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -52,23 +73,43 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
     out = tmp_path / "run"
     calls = []
     real = compare_module._train
-    monkeypatch.setattr(compare_module, "_train", lambda task, ids: calls.append(task.key) or real(task, ids))
+    monkeypatch.setattr(
+        compare_module, "_train", lambda task, ids: calls.append(task.key) or real(task, ids)
+    )
     summary = compare_selectors(config, out)
     rows = read_results(out / "compare" / "results.jsonl")
     assert len(rows) == len(calls) == 2 * 2 * 2
     assert {(r["selector"], r["n_train"], r["seed"]) for r in rows} == {
-        (s, n, seed) for s in ("random", "uniform-energy") for n in (4, 9) for seed in (0, 1)}
+        (s, n, seed) for s in ("random", "uniform-energy") for n in (4, 9) for seed in (0, 1)
+    }
     pool_ids, test_ids = set(pool.ids()), set(test.ids())
     for row in rows:
-        for metric in ("energy_mae_meV_per_atom", "energy_rmse_meV_per_atom", "energy_l4_meV_per_atom",
-                       "force_mae_eV_per_A", "force_rmse_eV_per_A", "force_l4_eV_per_A", "stress_mae_GPa"):
+        for metric in (
+            "energy_mae_meV_per_atom",
+            "energy_rmse_meV_per_atom",
+            "energy_l4_meV_per_atom",
+            "force_mae_eV_per_A",
+            "force_rmse_eV_per_A",
+            "force_l4_eV_per_A",
+            "stress_mae_GPa",
+        ):
             assert np.isfinite(row[metric]), (row["key"], metric)
-        assert row["energy_mae_meV_per_atom"] <= row["energy_rmse_meV_per_atom"] <= row["energy_l4_meV_per_atom"]
-        assert len(set(row["selected_ids"])) == row["n_train"] and set(row["selected_ids"]) <= pool_ids
+        assert (
+            row["energy_mae_meV_per_atom"]
+            <= row["energy_rmse_meV_per_atom"]
+            <= row["energy_l4_meV_per_atom"]
+        )
+        assert (
+            len(set(row["selected_ids"])) == row["n_train"] and set(row["selected_ids"]) <= pool_ids
+        )
         assert row["n_test"] == len(test_ids) and isinstance(row["stable"], bool)
         assert row["selector_state"] == {}  # random and uniform-energy learn nothing worth keeping
     # seeds differ, the same seed is reproducible across budgets' keys
-    random_4 = {r["seed"]: r["selected_ids"] for r in rows if r["selector"] == "random" and r["n_train"] == 4}
+    random_4 = {
+        r["seed"]: r["selected_ids"]
+        for r in rows
+        if r["selector"] == "random" and r["n_train"] == 4
+    }
     assert random_4[0] != random_4[1]
     # summary and plot
     saved = json.loads((out / "report" / "compare" / "summary.json").read_text())
@@ -76,29 +117,50 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
     entry = saved["table"][0]
     assert entry["seeds"] == [0, 1] and set(entry["energy_l4_meV_per_atom"]) == {"mean", "std"}
     assert 0.0 <= entry["stable_fraction"] <= 1.0
-    assert (out / "report" / "compare" / "compare_errors.png").stat().st_size > 0 and summary["table"] == saved["table"]
+    assert (out / "report" / "compare" / "compare_errors.png").stat().st_size > 0 and summary[
+        "table"
+    ] == saved["table"]
     # versus random: the ratios of the seed means, and the verdicts that follow from them
     for verdict in saved["versus_random"]:
         assert verdict["selector"] == "uniform-energy"
-        mine, base = ({r["selector"]: r for r in saved["table"] if r["n_train"] == verdict["n_train"]}[s]
-                      for s in ("uniform-energy", "random"))
+        mine, base = (
+            {r["selector"]: r for r in saved["table"] if r["n_train"] == verdict["n_train"]}[s]
+            for s in ("uniform-energy", "random")
+        )
         ratio = mine["force_rmse_eV_per_A"]["mean"] / base["force_rmse_eV_per_A"]["mean"]
         assert verdict["force_rmse_eV_per_A_ratio"] == pytest.approx(ratio)
         assert verdict["beats_random_force_rmse"] == (ratio < 1)
     assert len(saved["versus_random"]) == 2
     markdown = (out / "report" / "compare" / "compare_table.md").read_text()
     assert markdown.count("\n") == 2 + 4 and "| 4 | random |" in markdown
-    assert "<img src='compare_errors.png'" in (out / "report" / "compare" / "index.html").read_text()
+    assert (
+        "<img src='compare_errors.png'" in (out / "report" / "compare" / "index.html").read_text()
+    )
     # coverage: percentiles of the reference energy per atom of what each selector picked
-    energy = {a.info["store_id"]: get_labels(a, "emt").energy / len(a) for a in pool.get(pool.ids())}
+    energy = {
+        a.info["store_id"]: get_labels(a, "emt").energy / len(a) for a in pool.get(pool.ids())
+    }
     coverage = saved["coverage"]
     assert coverage["pool"]["p50"] == pytest.approx(np.median(list(energy.values())))
-    uniform_9 = [energy[i] for r in rows if (r["selector"], r["n_train"]) == ("uniform-energy", 9)
-                 for i in r["selected_ids"]]
-    entry = next(c for c in coverage["selected"] if (c["selector"], c["n_train"]) == ("uniform-energy", 9))
-    assert entry["p5"] == pytest.approx(np.percentile(uniform_9, 5)) and entry["p95"] == pytest.approx(np.percentile(uniform_9, 95))
-    assert entry["below_pool_p25"] == pytest.approx(np.mean(np.asarray(uniform_9) < coverage["pool"]["p25"]))
-    assert len(coverage["selected"]) == 4 and (out / "report" / "compare" / "compare_coverage.png").stat().st_size > 0
+    uniform_9 = [
+        energy[i]
+        for r in rows
+        if (r["selector"], r["n_train"]) == ("uniform-energy", 9)
+        for i in r["selected_ids"]
+    ]
+    entry = next(
+        c for c in coverage["selected"] if (c["selector"], c["n_train"]) == ("uniform-energy", 9)
+    )
+    assert entry["p5"] == pytest.approx(np.percentile(uniform_9, 5)) and entry[
+        "p95"
+    ] == pytest.approx(np.percentile(uniform_9, 95))
+    assert entry["below_pool_p25"] == pytest.approx(
+        np.mean(np.asarray(uniform_9) < coverage["pool"]["p25"])
+    )
+    assert (
+        len(coverage["selected"]) == 4
+        and (out / "report" / "compare" / "compare_coverage.png").stat().st_size > 0
+    )
     # a rerun refuses without --resume; with it, finished combinations are skipped
     with pytest.raises(PotstillError, match="--resume"):
         compare_selectors(config, out)
@@ -106,8 +168,9 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
     compare_selectors(config, out, resume=True)
     assert calls == [] and len(read_results(out / "compare" / "results.jsonl")) == 8
     # a new seed on resume trains only its combinations
-    more = config.compare.model_copy(update={"seeds": [0, 1, 2], "selectors": config.compare.selectors[:1],
-                                            "budgets": [4]})
+    more = config.compare.model_copy(
+        update={"seeds": [0, 1, 2], "selectors": config.compare.selectors[:1], "budgets": [4]}
+    )
     compare_selectors(config.model_copy(update={"compare": more}), out, resume=True)
     assert calls == ["random_b4_s2"]
 
@@ -115,7 +178,16 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
 def test_failures_are_recorded_and_retried_on_resume(pools, tmp_path, monkeypatch):
     pool, test = pools
     config = load_config(
-        _write_config(tmp_path / "c.yaml", pool, test, selectors=["random"], budgets=[4], seeds=[0], md={"enabled": False}))
+        _write_config(
+            tmp_path / "c.yaml",
+            pool,
+            test,
+            selectors=["random"],
+            budgets=[4],
+            seeds=[0],
+            md={"enabled": False},
+        )
+    )
     out = tmp_path / "run"
     real = compare_module._train
 
@@ -133,8 +205,15 @@ def test_failures_are_recorded_and_retried_on_resume(pools, tmp_path, monkeypatc
 
 def test_a_held_out_part_of_the_same_store_is_never_selected_from(pools, tmp_path):
     pool, _ = pools
-    path = _write_config(tmp_path / "c.yaml", pool, pool, selectors=["random", "uniform-energy"], budgets=[0.5],
-                         seeds=[0], md={"enabled": False})
+    path = _write_config(
+        tmp_path / "c.yaml",
+        pool,
+        pool,
+        selectors=["random", "uniform-energy"],
+        budgets=[0.5],
+        seeds=[0],
+        md={"enabled": False},
+    )
     data = yaml.safe_load(path.read_text())
     data["compare"]["pool"] = {"path": pool.url, "stop": 20}
     data["compare"]["test_pool"] = {"path": pool.url, "start": 15}
@@ -149,16 +228,26 @@ def test_a_held_out_part_of_the_same_store_is_never_selected_from(pools, tmp_pat
     rows = read_results(tmp_path / "run" / "compare" / "results.jsonl")
     assert summary["n_pool"] == 20 and summary["n_test"] == 5 and len(rows) == 2
     for row in rows:  # half of the 20 pool frames, none of the held-out ones
-        assert row["n_train"] == 10 and set(row["selected_ids"]) <= set(ids[:20]) and row["stable"] is None
+        assert (
+            row["n_train"] == 10
+            and set(row["selected_ids"]) <= set(ids[:20])
+            and row["stable"] is None
+        )
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"selectors": ["random", "nonsense"]}, "unknown selector 'nonsense'"),
-    ({"budgets": [64]}, "pool holds 30"),
-    ({"budgets": [1.5]}, "pool fraction"),
-    ({"selectors": [{"name": "fps", "options": {"bogus": 1}}]}, "bad options for selector 'fps'"),
-    ({"md": {"steps": 0}}, "compare.md.steps"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"selectors": ["random", "nonsense"]}, "unknown selector 'nonsense'"),
+        ({"budgets": [64]}, "pool holds 30"),
+        ({"budgets": [1.5]}, "pool fraction"),
+        (
+            {"selectors": [{"name": "fps", "options": {"bogus": 1}}]},
+            "bad options for selector 'fps'",
+        ),
+        ({"md": {"steps": 0}}, "compare.md.steps"),
+    ],
+)
 def test_bad_config_is_one_line_error(pools, tmp_path, change, message):
     pool, test = pools
     path = _write_config(tmp_path / "c.yaml", pool, test, **change)
@@ -190,10 +279,19 @@ def test_stability_flags_atoms_too_close_and_passes_a_relaxed_crystal():
 
 def test_stability_flags_large_forces_and_energy_drift():
     crystal = bulk("Ni", "fcc", a=3.52, cubic=True).repeat(2)
-    hot = md_stability(EMT(), crystal, steps=40, interval=5, temperature_K=300.0, seed=0, max_force_eV_per_A=0.01)
+    hot = md_stability(
+        EMT(), crystal, steps=40, interval=5, temperature_K=300.0, seed=0, max_force_eV_per_A=0.01
+    )
     assert not hot["stable"] and "force component" in hot["reason"]
-    drifting = md_stability(EMT(), crystal, steps=40, interval=5, temperature_K=3000.0, seed=0,
-                            max_drift_eV_per_atom=1e-4)
+    drifting = md_stability(
+        EMT(),
+        crystal,
+        steps=40,
+        interval=5,
+        temperature_K=3000.0,
+        seed=0,
+        max_drift_eV_per_atom=1e-4,
+    )
     assert not drifting["stable"] and "drifted" in drifting["reason"]
 
 
@@ -203,9 +301,18 @@ def test_cli_runs_the_comparison(pools, tmp_path):
     from potstill.cli import app
 
     pool, test = pools
-    path = _write_config(tmp_path / "c.yaml", pool, test, selectors=["random"], budgets=[4], seeds=[0],
-                         md={"steps": 10, "interval": 5})
-    result = CliRunner().invoke(app, ["compare-selectors", str(path), "--out", str(tmp_path / "run")])
+    path = _write_config(
+        tmp_path / "c.yaml",
+        pool,
+        test,
+        selectors=["random"],
+        budgets=[4],
+        seeds=[0],
+        md={"steps": 10, "interval": 5},
+    )
+    result = CliRunner().invoke(
+        app, ["compare-selectors", str(path), "--out", str(tmp_path / "run")]
+    )
     assert result.exit_code == 0, result.output
     assert len(read_results(tmp_path / "run" / "compare" / "results.jsonl")) == 1
     assert "compare-selectors" in CliRunner().invoke(app, ["--help"]).output
@@ -233,7 +340,9 @@ def test_min_pair_distance_counts_periodic_images():
     assert min_pair_distance(one) == pytest.approx(3.52 / np.sqrt(2), abs=1e-12)
     rattled = bulk("Ni", "fcc", a=3.52, cubic=True).repeat(2)
     rattled.rattle(0.2, seed=1)
-    assert min_pair_distance(rattled) == pytest.approx(neighbor_list("d", rattled, 3.0).min(), abs=1e-12)
+    assert min_pair_distance(rattled) == pytest.approx(
+        neighbor_list("d", rattled, 3.0).min(), abs=1e-12
+    )
     assert min_pair_distance(rattled, cutoff_A=1.0) == float("inf")
 
 
@@ -244,9 +353,21 @@ def test_a_selectors_learned_state_is_kept_with_its_result(pools, tmp_path):
     config = load_config(_write_config(tmp_path / "c.yaml", pool, test))
     first = compare_module._tasks(config, tmp_path / "run", pool.ids(), test.ids())[0]
     task = dataclasses.replace(
-        first, selector="committee", selector_name="committee", n_train=6,
-        selector_options={"reference": "emt", "n_chunks": 3, "committee": 2, "overrides": {"hidden": [8]},
-                          "train": {"max_epochs": 2, "batch_size": 8}})
+        first,
+        selector="committee",
+        selector_name="committee",
+        n_train=6,
+        selector_options={
+            "reference": "emt",
+            "n_chunks": 3,
+            "committee": 2,
+            "overrides": {"hidden": [8]},
+            "train": {"max_epochs": 2, "batch_size": 8},
+        },
+    )
     ids, state = compare_module._select(task)
     assert len(set(ids)) == 6 and set(ids) <= set(pool.ids())
-    assert [c["picked"] for c in state["chunks"]] == [2, 2, 2] and set(state["timings"]) == {"training", "scoring"}
+    assert [c["picked"] for c in state["chunks"]] == [2, 2, 2] and set(state["timings"]) == {
+        "training",
+        "scoring",
+    }

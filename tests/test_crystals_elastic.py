@@ -19,10 +19,10 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import write
 
+from potstill.crystals import build_crystal, default_lattice_A, relax_crystal, shortest_bond_A
 from potstill.errors import PotstillError
 from potstill.lammps_runtime import load_lammps, resolve_potential
 from potstill.references.lammps import LammpsCalculator
-from potstill.crystals import build_crystal, default_lattice_A, relax_crystal, shortest_bond_A
 from potstill.validation.crystals import compare_crystals, format_crystal_table
 from potstill.validation.elastic import (
     compare_elastic,
@@ -106,8 +106,7 @@ def _lammps_elastic_matrix_GPa(atoms, strain=0.01):
             change = deform[j].format(s=1.0 + e, t=tilt)
             lmp = _lammps(
                 atoms,
-                f"change_box all {change} remap units box\n"
-                "minimize 0 1e-12 10000 100000\nrun 0",
+                f"change_box all {change} remap units box\nminimize 0 1e-12 10000 100000\nrun 0",
             )
             pressures.append(np.array([lmp.get_thermo(k) for k in keys]))
             lmp.close()
@@ -160,8 +159,7 @@ def test_compare_crystals_same_calculator_has_zero_errors(eam_ni):
     for s in ("fcc", "hcp"):
         assert result[s]["bond_length_A"]["error"] == pytest.approx(0.0, abs=1e-9)
         assert result[s]["energy_eV_per_atom"]["error"] == pytest.approx(0.0, abs=1e-9)
-    assert result["ranking"] == {"model": ["fcc", "hcp"], "reference": ["fcc", "hcp"],
-                                 "same": True}
+    assert result["ranking"] == {"model": ["fcc", "hcp"], "reference": ["fcc", "hcp"], "same": True}
     table = format_crystal_table(result)
     assert "Ni-FCC (32)" in table and "Ni-HCP (48)" in table and "(same)" in table
 

@@ -7,9 +7,9 @@ import torch
 from ase.build import bulk
 
 from conftest import emt_frames
+from potstill.aev import AEVConfig
 from potstill.descriptors import AEVDescriptor
 from potstill.errors import PotstillError
-from potstill.aev import AEVConfig
 from potstill.models import ANIModel
 from potstill.store import Store
 
@@ -25,8 +25,9 @@ def test_per_atom_aev_equals_the_model_aev_in_float64():
     frames = [_alloy(0), _alloy(1), bulk("Ni", "fcc", a=3.5).repeat((2, 2, 1))]
     descriptor = AEVDescriptor(["Cu", "Ni"], aev="demo")
     blocks = descriptor.per_atom(frames)
-    model = ANIModel(["Cu", "Ni"], aev=ANIModel.from_preset("demo", ["Ni"]).aev_config,
-                     hidden=(), seed=0).double()
+    model = ANIModel(
+        ["Cu", "Ni"], aev=ANIModel.from_preset("demo", ["Ni"]).aev_config, hidden=(), seed=0
+    ).double()
     expected = model.aev(model.batch(frames)).detach().numpy()
     width = descriptor.n_features
     assert [b.shape for b in blocks] == [(32, width), (32, width), (4, width)]
@@ -97,7 +98,11 @@ def test_soap_is_invariant_to_rotation_translation_and_atom_order():
     atoms = bulk("Ni", "fcc", a=3.52, cubic=True).repeat(2)
     atoms.rattle(0.1, seed=2)
     base = soap(atoms)
-    assert base.shape == (32, soap(atoms).shape[1]) and base.dtype == np.float32 and np.isfinite(base).all()
+    assert (
+        base.shape == (32, soap(atoms).shape[1])
+        and base.dtype == np.float32
+        and np.isfinite(base).all()
+    )
     moved = atoms.copy()
     moved.positions += [0.37, -1.1, 2.05]
     moved.wrap()
@@ -136,5 +141,6 @@ def test_rnd_with_soap_descriptors_picks_the_liquid_frame_early():
     liquid.calc = EMT()
     frames.append(labels_from_calculator(liquid, "emt"))
     picks = make_selector("rnd", descriptor={"name": "soap", "r_cut": 4.5}).select(
-        frames, 3, rng=np.random.default_rng(0))
+        frames, 3, rng=np.random.default_rng(0)
+    )
     assert 30 in picks.tolist()

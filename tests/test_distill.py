@@ -23,12 +23,21 @@ from potstill.uncertainty.committee import committee_uncertainty
 from potstill.workflows import distill as distill_module
 from potstill.workflows import load_config
 from potstill.workflows.distill import Config
+from potstill.workflows.distill_loop import load_committee
 
 
 def distill(config, out, **flags):
     return distill_module.run(config, RunDir(out, **flags))
 
-_TRAIN = dict(committee=3, max_epochs=6, batch_size=8, lr=3e-3, scheduler_patience=5, early_stopping_patience=10)
+
+_TRAIN = dict(
+    committee=3,
+    max_epochs=6,
+    batch_size=8,
+    lr=3e-3,
+    scheduler_patience=5,
+    early_stopping_patience=10,
+)
 
 
 def _liquid_like(seed: int):
@@ -53,11 +62,22 @@ def pool(tmp_path):
 
 
 def _config(pool, **distill) -> Config:
-    return Config.model_validate({
-        "species": ["Ni"], "reference": {"kind": "emt", "name": "emt"}, "executor": "serial",
-        "model": {"preset": "demo", "overrides": {"hidden": [16, 8]}}, "train": _TRAIN,
-        "distill": {"pool": pool.url, "n_chunks": 3, "k_sigma": 3.0, "augment_copies": 1, **distill},
-    })
+    return Config.model_validate(
+        {
+            "species": ["Ni"],
+            "reference": {"kind": "emt", "name": "emt"},
+            "executor": "serial",
+            "model": {"preset": "demo", "overrides": {"hidden": [16, 8]}},
+            "train": _TRAIN,
+            "distill": {
+                "pool": pool.url,
+                "n_chunks": 3,
+                "k_sigma": 3.0,
+                "augment_copies": 1,
+                **distill,
+            },
+        }
+    )
 
 
 def _record(out, i):
@@ -77,35 +97,48 @@ def test_random_strategy_selects_the_unusual_frame_above_mu_plus_k_sigma(pool, t
     # stds of the training frames under iteration 0's committee
     assert ids[13] in second["new_ids"]
     assert len(second["new_ids"]) < 8
-    committee = distill_module._load_committee(out / "distill", 0, 3)
+    committee = load_committee(out / "distill", 0, 3)
     train_uq = committee_uncertainty(committee, pool.get(ids[:8]))
     stats = UQStats.of(train_uq.atom_std)
     assert second["threshold_eV"] == pytest.approx(stats.mu + 3.0 * stats.sigma, rel=1e-6)
     assert second["threshold_eV"] == pytest.approx(second["mu_eV"] + 3.0 * second["sigma_eV"])
     # random strategy: every member re-split from scratch, no warm start
     old, new = first["splits"], second["splits"]
-    assert any(sorted(n["validation"]) != sorted(o["validation"]) and set(o["validation"]) - set(n["validation"])
-               for o, n in zip(old, new))
+    assert any(
+        sorted(n["validation"]) != sorted(o["validation"])
+        and set(o["validation"]) - set(n["validation"])
+        for o, n in zip(old, new)
+    )
     assert all(m["warm_start_from"] is None for m in second["members"])
     # outputs: record, selected ids, committee, report
     selected = json.loads((out / "distill" / "selected_ids.json").read_text())
     assert selected["ids"] == _record(out, 2)["selected_ids"] and ids[13] in selected["ids"]
     assert summary["fraction_kept"] == pytest.approx(len(selected["ids"]) / 24)
-    assert len(summary["curve"]) == 3 and all(r["pool_energy_mae_meV_per_atom"] > 0 for r in summary["curve"])
+    assert len(summary["curve"]) == 3 and all(
+        r["pool_energy_mae_meV_per_atom"] > 0 for r in summary["curve"]
+    )
     assert (out / "report" / "distill" / "distill_curve.png").stat().st_size > 0
-    assert json.loads((out / "report" / "summary.json").read_text())["distill"]["n_selected"] == len(selected["ids"])
+    assert json.loads((out / "report" / "summary.json").read_text())["distill"][
+        "n_selected"
+    ] == len(selected["ids"])
     assert len(load_checkpoint(out / "distill" / "committee.pt")) == 3
 
 
 def test_inherited_keeps_old_splits_and_warm_starts(pool, tmp_path):
     out = tmp_path / "run"
-    distill(_config(pool, strategy="inherited", n_chunks=2, augment_copies=2, augment_delta_A=0.03), out)
+    distill(
+        _config(pool, strategy="inherited", n_chunks=2, augment_copies=2, augment_delta_A=0.03), out
+    )
     first, second = _record(out, 0), _record(out, 1)
     assert second["n_new"] > 0
-    assert second["n_training_frames"] == 2 * second["n_selected"]  # each kept frame + one noisy copy
+    assert (
+        second["n_training_frames"] == 2 * second["n_selected"]
+    )  # each kept frame + one noisy copy
     for k, (old, new) in enumerate(zip(first["splits"], second["splits"])):
         old_ids = set(old["train"]) | set(old["validation"])
-        assert set(old["train"]) <= set(new["train"]) and set(old["validation"]) <= set(new["validation"])
+        assert set(old["train"]) <= set(new["train"]) and set(old["validation"]) <= set(
+            new["validation"]
+        )
         assert (set(new["train"]) | set(new["validation"])) - old_ids == set(second["new_ids"])
         previous = load_checkpoint(out / "distill" / "iter_0" / f"member_{k}.pt")
         member = second["members"][k]
@@ -118,9 +151,16 @@ def test_final_pass_retrains_the_inherited_committee_on_the_distilled_set(pool, 
     distill(_config(pool, strategy="inherited", n_chunks=2), out)
     assert not (out / "distill" / "iter_2").exists()
     # a finished run gains the final pass on resume: the pass adds no frames to the settings
-    summary = distill(_config(pool, strategy="inherited", n_chunks=2, final_pass=True), out, resume=True)
+    summary = distill(
+        _config(pool, strategy="inherited", n_chunks=2, final_pass=True), out, resume=True
+    )
     last, final = _record(out, 1), _record(out, 2)
-    assert final["final_pass"] and final["chunk"] is None and final["n_new"] == 0 and final["retrained"]
+    assert (
+        final["final_pass"]
+        and final["chunk"] is None
+        and final["n_new"] == 0
+        and final["retrained"]
+    )
     assert final["selected_ids"] == last["selected_ids"] and final["splits"] == last["splits"]
     assert final["fraction_kept"] == last["fraction_kept"]
     for k, member in enumerate(final["members"]):
@@ -131,7 +171,10 @@ def test_final_pass_retrains_the_inherited_committee_on_the_distilled_set(pool, 
         assert parameter_checksum(trained) != member["initial_checksum"]
     assert summary["final_pass"] and len(summary["curve"]) == 3
     assert summary["pool_energy_mae_meV_per_atom"] == final["pool_energy_mae_meV_per_atom"]
-    assert "| final | distilled set | 0 |" in (out / "report" / "distill" / "distill_table.md").read_text()
+    assert (
+        "| final | distilled set | 0 |"
+        in (out / "report" / "distill" / "distill_table.md").read_text()
+    )
 
 
 def test_budget_keeps_the_highest_scores_above_the_threshold_and_no_more(pool, tmp_path):
@@ -153,7 +196,9 @@ def test_budget_keeps_the_highest_scores_above_the_threshold_and_no_more(pool, t
         distill(_config(pool, budget=4), tmp_path / "small")
 
 
-def test_resume_after_an_interrupted_iteration_trains_only_what_is_left(pool, tmp_path, monkeypatch):
+def test_resume_after_an_interrupted_iteration_trains_only_what_is_left(
+    pool, tmp_path, monkeypatch
+):
     out = tmp_path / "run"
     calls = []
     real = committee_module.train_member
@@ -173,7 +218,11 @@ def test_resume_after_an_interrupted_iteration_trains_only_what_is_left(pool, tm
     member_0 = out / "distill" / "iter_1" / "member_0.pt"
     saved = member_0.stat().st_mtime_ns
     calls.clear()
-    monkeypatch.setattr(committee_module, "train_member", lambda task, progress=None: calls.append(task.out_path) or real(task))
+    monkeypatch.setattr(
+        committee_module,
+        "train_member",
+        lambda task, progress=None: calls.append(task.out_path) or real(task),
+    )
     distill(_config(pool), out, resume=True)
     # iteration 0 is not retrained; member 0 of iteration 1 is reused from disk
     assert calls and not any("iter_0" in path for path in calls)
@@ -190,14 +239,19 @@ def test_augmentation_copy_zero_is_the_frame_and_copies_are_relabeled():
     assert len(copies) == 6
     for f, frame in enumerate(frames):
         original, *noisy = copies[3 * f : 3 * f + 3]
-        assert np.array_equal(original.positions, frame.positions) and original.info["augment_copy"] == 0
+        assert (
+            np.array_equal(original.positions, frame.positions)
+            and original.info["augment_copy"] == 0
+        )
         assert get_labels(original, "emt").energy == get_labels(frame, "emt").energy
         for copy in noisy:
             shift = np.abs(copy.positions - frame.positions)
             assert 0 < shift.max() <= 0.04
             check = copy.copy()
             check.calc = EMT()
-            assert get_labels(copy, "emt", ("energy", "forces")).energy == pytest.approx(check.get_potential_energy())
+            assert get_labels(copy, "emt", ("energy", "forces")).energy == pytest.approx(
+                check.get_potential_energy()
+            )
             assert get_labels(copy, "emt").energy != get_labels(frame, "emt").energy
     again = augment_with_noise(frames, copies=3, delta_A=0.04, reference=reference, seed=0)
     assert all(np.array_equal(a.positions, b.positions) for a, b in zip(copies, again))
@@ -215,8 +269,12 @@ def test_bad_distill_config_is_one_line_error(pool, tmp_path):
         distill(_config(pool, n_chunks=30), tmp_path / "run")
     assert "\n" not in str(error.value)
     with pytest.raises(PotstillError, match="at least 2 models"):
-        distill(Config.model_validate({**_config(pool).model_dump(by_alias=True), "train": {"committee": 1}}),
-                tmp_path / "run2")
+        distill(
+            Config.model_validate(
+                {**_config(pool).model_dump(by_alias=True), "train": {"committee": 1}}
+            ),
+            tmp_path / "run2",
+        )
 
 
 def test_executors_run_jobs_and_dask_is_optional():
@@ -242,7 +300,9 @@ def test_baseline_run_gives_the_mae_ratio_to_the_all_frames_committee(pool, tmp_
     summary = distill(_config(pool, n_chunks=2, baseline_run=str(base)), run, resume=True)
     reference = all_frames["pool_energy_mae_meV_per_atom"]
     assert summary["baseline"]["pool_energy_mae_meV_per_atom"] == reference
-    assert summary["baseline"]["mae_ratio"] == pytest.approx(summary["pool_energy_mae_meV_per_atom"] / reference)
+    assert summary["baseline"]["mae_ratio"] == pytest.approx(
+        summary["pool_energy_mae_meV_per_atom"] / reference
+    )
     table = (run / "report" / "distill" / "distill_table.md").read_text().splitlines()
     assert len(table) == 2 + 2 + 1 and table[-1].startswith("| all frames | | | 24 | 100.0 |")
     assert "distill_curve.png" in (run / "report" / "distill" / "index.html").read_text()

@@ -18,7 +18,9 @@ def test_labels_of_two_references_coexist():
     assert get_labels(atoms, "dft").energy == -20.1
     assert np.all(get_labels(atoms, "eam", require=("forces",)).forces == 0)
     assert get_labels(atoms, "dft").stress is None
-    assert has_labels(atoms, "eam", ("energy", "stress")) and not has_labels(atoms, "dft", ("stress",))
+    assert has_labels(atoms, "eam", ("energy", "stress")) and not has_labels(
+        atoms, "dft", ("stress",)
+    )
 
 
 def test_full_stress_tensor_is_stored_as_voigt():
@@ -102,7 +104,10 @@ def test_extxyz_round_trip(tmp_path):
     other = Store(tmp_path / "b.db")
     other.import_extxyz(tmp_path / "pool.xyz")
     for a, b in zip(store.get(), other.get()):
-        la, lb = get_labels(a, "emt", ("forces", "stress")), get_labels(b, "emt", ("forces", "stress"))
+        la, lb = (
+            get_labels(a, "emt", ("forces", "stress")),
+            get_labels(b, "emt", ("forces", "stress")),
+        )
         assert la.energy == pytest.approx(lb.energy, abs=1e-10)
         assert np.allclose(la.forces, lb.forces) and np.allclose(la.stress, lb.stress)
 
@@ -131,13 +136,17 @@ def test_postgresql_url_goes_to_ase_db(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"postgresql://potstill:secret@127.0.0.1:{port}/pool"
-    with pytest.raises(PotstillError, match=r"cannot open store postgresql://.*(refused|connect)") as error:
+    with pytest.raises(
+        PotstillError, match=r"cannot open store postgresql://.*(refused|connect)"
+    ) as error:
         Store(url)
     assert "\n" not in str(error.value).strip() and "secret" not in str(error.value)
 
 
-@pytest.mark.skipif("POTSTILL_TEST_POSTGRES_URL" not in __import__("os").environ,
-                    reason="set POTSTILL_TEST_POSTGRES_URL to a PostgreSQL database to run")
+@pytest.mark.skipif(
+    "POTSTILL_TEST_POSTGRES_URL" not in __import__("os").environ,
+    reason="set POTSTILL_TEST_POSTGRES_URL to a PostgreSQL database to run",
+)
 def test_postgresql_round_trip():
     import os
 
@@ -147,4 +156,7 @@ def test_postgresql_round_trip():
     ids = store.add(frames)
     assert len(store) == before + 2
     back = store.get(ids)
-    assert np.array_equal(get_labels(back[1], "emt", ("forces",)).forces, get_labels(frames[1], "emt", ("forces",)).forces)
+    assert np.array_equal(
+        get_labels(back[1], "emt", ("forces",)).forces,
+        get_labels(frames[1], "emt", ("forces",)).forces,
+    )

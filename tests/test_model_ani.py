@@ -9,8 +9,8 @@ from ase import Atoms
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
-from potstill.errors import PotstillError
 from potstill.aev import AEVConfig, Batch, NeighborCache, frame_pairs
+from potstill.errors import PotstillError
 from potstill.models import ANIModel
 
 SPECIES = ["Ni", "Al"]
@@ -141,9 +141,7 @@ def test_forces_equal_minus_finite_difference_gradient(paper_model):
             displaced = atoms.copy()
             displaced.positions[atom, axis] += sign * h
             energies.append(_energy(paper_model, displaced))
-        assert -(energies[0] - energies[1]) / (2 * h) == pytest.approx(
-            forces[atom, axis], abs=1e-6
-        )
+        assert -(energies[0] - energies[1]) / (2 * h) == pytest.approx(forces[atom, axis], abs=1e-6)
 
 
 @pytest.mark.parametrize("build", [_alloy_32, _small_triclinic])

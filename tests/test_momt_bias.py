@@ -12,7 +12,9 @@ def _grid(seed=0):
     return BiasGrid((-10.0, 10.0), (0.0, 30.0), rng.normal(size=(12, 15)))
 
 
-@pytest.mark.parametrize("h, o", [(0.3, 7.1), (-9.9, 0.2), (9.95, 29.9), (14.0, 12.0), (3.0, -4.0), (-13.0, 35.0)])
+@pytest.mark.parametrize(
+    "h, o", [(0.3, 7.1), (-9.9, 0.2), (9.95, 29.9), (14.0, 12.0), (3.0, -4.0), (-13.0, 35.0)]
+)
 def test_derivatives_equal_finite_differences(h, o):
     grid = _grid()
     value, d_h, d_o = grid.evaluate(h, o)
@@ -38,7 +40,9 @@ def test_interpolation_passes_through_nodes_and_is_c1_everywhere():
 
 def test_wang_landau_deposits_kT_lnf_flattens_and_freezes():
     grid = BiasGrid.empty((0.0, 4.0), (0.0, 4.0), 4, 4, ln_f=1.0)
-    schedule = WangLandau(ln_f0=1.0, ln_f_final=0.2, flatness=0.8, max_stage_updates=10**6, min_mean_visits=1)
+    schedule = WangLandau(
+        ln_f0=1.0, ln_f_final=0.2, flatness=0.8, max_stage_updates=10**6, min_mean_visits=1
+    )
     assert grid.deposit(1.5, 2.5, kT=0.1)
     assert not grid.deposit(99.0, 0.5, kT=0.1)  # outside the grid
     assert grid.values[1, 2] == pytest.approx(0.1)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from potstill.errors import PotstillError
 from potstill.descriptors.order_parameter import fcc_order_parameter, order_parameter_of
+from potstill.errors import PotstillError
 
 
 def _fcc(n=3, a=3.52):
@@ -32,8 +32,9 @@ def test_invariant_under_translation_and_affine_deformation():
     shifted.translate([0.3, -1.1, 2.0])
     assert order_parameter_of(shifted) == pytest.approx(o, rel=1e-10)
     strained = atoms.copy()
-    strained.set_cell(atoms.cell.array @ (np.eye(3) + 0.05 * rng.standard_normal((3, 3))),
-                      scale_atoms=True)
+    strained.set_cell(
+        atoms.cell.array @ (np.eye(3) + 0.05 * rng.standard_normal((3, 3))), scale_atoms=True
+    )
     assert order_parameter_of(strained) == pytest.approx(o, rel=1e-10)
     assert o < 32.0
 
@@ -41,7 +42,9 @@ def test_invariant_under_translation_and_affine_deformation():
 def test_gradients_equal_finite_differences():
     atoms = _fcc(2)
     atoms.rattle(0.2, seed=3)
-    cell = atoms.cell.array @ (np.eye(3) + np.array([[0.02, 0.01, 0], [0, -0.01, 0.03], [0.0, 0.0, 0.01]]))
+    cell = atoms.cell.array @ (
+        np.eye(3) + np.array([[0.02, 0.01, 0], [0, -0.01, 0.03], [0.0, 0.0, 0.01]])
+    )
     pos = atoms.positions
     op = fcc_order_parameter(pos, cell)
     h = 1e-6
@@ -51,7 +54,9 @@ def test_gradients_equal_finite_differences():
             p, m = pos.copy(), pos.copy()
             p[i, k] += h
             m[i, k] -= h
-            fd_pos[i, k] = (fcc_order_parameter(p, cell).value - fcc_order_parameter(m, cell).value) / (2 * h)
+            fd_pos[i, k] = (
+                fcc_order_parameter(p, cell).value - fcc_order_parameter(m, cell).value
+            ) / (2 * h)
     np.testing.assert_allclose(op.grad_positions, fd_pos, atol=1e-6)
     fd_cell = np.zeros((3, 3))
     for a in range(3):
@@ -59,7 +64,9 @@ def test_gradients_equal_finite_differences():
             p, m = cell.copy(), cell.copy()
             p[a, b] += h
             m[a, b] -= h
-            fd_cell[a, b] = (fcc_order_parameter(pos, p).value - fcc_order_parameter(pos, m).value) / (2 * h)
+            fd_cell[a, b] = (
+                fcc_order_parameter(pos, p).value - fcc_order_parameter(pos, m).value
+            ) / (2 * h)
     np.testing.assert_allclose(op.grad_cell, fd_cell, atol=1e-6)
     # affine invariance: no virial from the order-parameter term
     np.testing.assert_allclose(pos.T @ op.grad_positions + cell.T @ op.grad_cell, 0.0, atol=1e-9)

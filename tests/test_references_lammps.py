@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-
-import re
 
 import numpy as np
 import pytest
@@ -16,10 +15,9 @@ from ase.calculators.fd import calculate_numerical_stress
 
 from potstill.errors import PotstillError
 from potstill.frames import get_labels
-from potstill.lammps_runtime import load_lammps, potentials_dir, resolve_potential
-from potstill.references import make_calculator
 from potstill.labeling import label_frames
-from potstill.references import ReferenceConfig
+from potstill.lammps_runtime import load_lammps, potentials_dir, resolve_potential
+from potstill.references import ReferenceConfig, make_calculator
 from potstill.references.lammps import LammpsCalculator
 
 NI = dict(pair_style="eam/alloy", potential="NiAlH_jea.eam.alloy", elements=["Ni"])
@@ -126,7 +124,9 @@ def test_rotating_the_frame_rotates_forces_and_stress():
     calc = LammpsCalculator(**NI)
     atoms.calc = calc
     energy, forces, stress = (
-        atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
+        atoms.get_potential_energy(),
+        atoms.get_forces(),
+        atoms.get_stress(voigt=False),
     )
     rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
     rotated = atoms.copy()
@@ -175,8 +175,11 @@ def test_cluster_equals_cluster_in_vacuum_box():
 
 def _labeled(frames, kind="eam-ni"):
     """Frames labeled through the labeling stage (one reused calculator), in order."""
-    outcomes = [o for job in label_frames(frames, ReferenceConfig(kind=kind, name="eam"), chunk=len(frames))
-                for o in job]
+    outcomes = [
+        o
+        for job in label_frames(frames, ReferenceConfig(kind=kind, name="eam"), chunk=len(frames))
+        for o in job
+    ]
     return [o.frame for o in sorted(outcomes, key=lambda o: o.index)], outcomes
 
 

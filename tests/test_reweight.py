@@ -26,7 +26,7 @@ def test_two_state_melting_point_is_recovered():
     temps = np.linspace(1000, 2500, 61)
     balance = phase_balance(h, o, bias, T0_K=T0, temperatures_K=temps, o_split=10.0)
     kT = units.kB * temps
-    log_ratio = (np.log(n_l / n_s) - (h_l - h_s) / kT + (h_l + b_l - h_s - b_s) / (units.kB * T0))
+    log_ratio = np.log(n_l / n_s) - (h_l - h_s) / kT + (h_l + b_l - h_s - b_s) / (units.kB * T0)
     np.testing.assert_allclose(balance.dG_eV, -kT * log_ratio, rtol=1e-10)
     # dG = 0 where (h_l - h_s)/kT = ln(n_l/n_s) + (h_l + b_l - h_s - b_s)/kT0
     c = np.log(n_l / n_s) + (h_l + b_l - h_s - b_s) / (units.kB * T0)
@@ -37,8 +37,17 @@ def test_two_state_melting_point_is_recovered():
 def test_histogram_is_normalised_and_all_one_phase_is_a_clear_error():
     h = np.linspace(-10, 0, 100)
     o = np.linspace(0, 30, 100)
-    hist = reweighted_histogram(h, o, np.zeros(100), T0_K=1000, T_K=1200,
-                                h_edges=np.linspace(-10, 0, 11), o_edges=np.linspace(0, 30, 7))
+    hist = reweighted_histogram(
+        h,
+        o,
+        np.zeros(100),
+        T0_K=1000,
+        T_K=1200,
+        h_edges=np.linspace(-10, 0, 11),
+        o_edges=np.linspace(0, 30, 7),
+    )
     assert hist.sum() == pytest.approx(1.0)
     with pytest.raises(PotstillError, match="never crossed"):
-        phase_balance(h, np.full(100, 25.0), np.zeros(100), T0_K=1000, temperatures_K=[900, 1100], o_split=10)
+        phase_balance(
+            h, np.full(100, 25.0), np.zeros(100), T0_K=1000, temperatures_K=[900, 1100], o_split=10
+        )

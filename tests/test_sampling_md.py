@@ -27,8 +27,14 @@ def kinetic_temperature_K(frame) -> float:
 
 def run(atoms=None, **options):
     settings = dict(
-        NI, ensemble="nvt", temperatures_K=[300.0], steps_per_temperature=200,
-        equilibration_steps=0, interval=20, timestep_fs=2.0, seed=1,
+        NI,
+        ensemble="nvt",
+        temperatures_K=[300.0],
+        steps_per_temperature=200,
+        equilibration_steps=0,
+        interval=20,
+        timestep_fs=2.0,
+        seed=1,
     )
     settings.update(options)
     return list(sample_md(ni32() if atoms is None else atoms, **settings))
@@ -66,8 +72,9 @@ def test_npt_labels_equal_static_evaluation(npt_frames):
 
 def test_triclinic_start_with_tri_barostat_labels_equal_static_evaluation():
     start = ni32()
-    start.set_cell(start.cell @ [[1.0, 0.05, 0.02], [0.0, 1.01, -0.04], [0.03, 0.0, 0.99]],
-                   scale_atoms=True)
+    start.set_cell(
+        start.cell @ [[1.0, 0.05, 0.02], [0.0, 1.01, -0.04], [0.03, 0.0, 0.99]], scale_atoms=True
+    )
     frames = run(start, ensemble="npt", barostat="tri", steps_per_temperature=400)
     assert_labels_equal_static_evaluation(frames)
 
@@ -108,8 +115,9 @@ def test_npt_relaxes_pressure_to_target(npt_frames):
 
 
 def test_ramp_interpolates_targets_and_heats():
-    frames = run(temperatures_K=[300.0, 1500.0], ramp=True, steps_per_temperature=2000,
-                 interval=100)
+    frames = run(
+        temperatures_K=[300.0, 1500.0], ramp=True, steps_per_temperature=2000, interval=100
+    )
     targets = [f.info["temperature_K"] for f in frames]
     np.testing.assert_allclose(targets, np.linspace(360.0, 1500.0, 20))
     early = np.mean([kinetic_temperature_K(f) for f in frames[:5]])
@@ -118,8 +126,12 @@ def test_ramp_interpolates_targets_and_heats():
 
 
 def test_segments_follow_temperatures_with_equilibration():
-    frames = run(temperatures_K=[300.0, 600.0], steps_per_temperature=100,
-                 equilibration_steps=50, interval=50)
+    frames = run(
+        temperatures_K=[300.0, 600.0],
+        steps_per_temperature=100,
+        equilibration_steps=50,
+        interval=50,
+    )
     assert [f.info["temperature_K"] for f in frames] == [300.0, 300.0, 600.0, 600.0]
     assert [f.info["step"] for f in frames] == [100, 150, 250, 300]
 
@@ -128,7 +140,11 @@ def test_registry_finds_every_sampler_and_refuses_unknown():
     assert available() == ["md", "momt", "translate"]
     for name in available():
         sampler = get_sampler(name)
-        assert sampler.Config().sampler == name if name != "translate" else sampler.Config.model_fields["sampler"].default == name
+        assert (
+            sampler.Config().sampler == name
+            if name != "translate"
+            else sampler.Config.model_fields["sampler"].default == name
+        )
         assert callable(sampler.run) and isinstance(sampler.OWNS, tuple)
     assert get_sampler("md").sample_md is sample_md
     with pytest.raises(PotstillError, match="unknown sampler 'mdd'"):
@@ -147,8 +163,9 @@ def test_registry_finds_every_sampler_and_refuses_unknown():
     ],
 )
 def test_bad_options_fail_before_running(options, message):
-    settings = dict(NI, ensemble="nvt", temperatures_K=[300.0], steps_per_temperature=10,
-                    interval=5, seed=1)
+    settings = dict(
+        NI, ensemble="nvt", temperatures_K=[300.0], steps_per_temperature=10, interval=5, seed=1
+    )
     settings.update(options)
     with pytest.raises(PotstillError, match=message):
         sample_md(ni32(), **settings)

@@ -23,8 +23,13 @@ OPTIONS = {
     "grid": {"reference": "emt"},
     "threshold": {"score": "score", "k": 0.5},
     "rnd": {"train_steps": 20, "batch_size": 4},  # the greedy default is tested below
-    "committee": {"reference": "emt", "n_chunks": 2, "committee": 2,
-                  "overrides": {"hidden": [8]}, "train": {"max_epochs": 2, "batch_size": 8}},
+    "committee": {
+        "reference": "emt",
+        "n_chunks": 2,
+        "committee": 2,
+        "overrides": {"hidden": [8]},
+        "train": {"max_epochs": 2, "batch_size": 8},
+    },
 }
 # selectors that read labels or info entries (a bare frame is an error for them)
 NEEDS_LABELS = {"uniform-energy", "grid", "threshold", "committee"}
@@ -106,9 +111,10 @@ def stored_pool(tmp_path_factory):
 
 @pytest.mark.parametrize("name", SELECTORS)
 def test_a_lazy_store_view_gives_the_same_picks(name, stored_pool):
-    assert _select(name, stored_pool, 5, exclude=[2]).tolist() == _select(
-        name, POOL, 5, exclude=[2]
-    ).tolist()
+    assert (
+        _select(name, stored_pool, 5, exclude=[2]).tolist()
+        == _select(name, POOL, 5, exclude=[2]).tolist()
+    )
 
 
 @pytest.mark.parametrize("name", SELECTORS)
@@ -272,6 +278,7 @@ def test_uniform_energy_spans_the_energy_range():
     picks = selector.select(POOL, 8, rng=np.random.default_rng(0))
     chosen = energies[picks]
     assert chosen.min() < selector.edges_[1] and chosen.max() >= selector.edges_[-2]
+
     # each bin holding frames gets one before any bin gets a second
     def bin_of(values):
         return np.minimum(np.searchsorted(selector.edges_, values, side="right") - 1, 7)
@@ -348,19 +355,29 @@ def test_threshold_returns_frames_above_mu_plus_k_sigma_highest_first():
     assert selector.threshold_ == pytest.approx(reference.mean() + 3 * reference.std())
     assert picks.tolist() == [12, 13]  # 9.0 then 4.0; 0.5 and 0.8 are below 1.9
     assert make_selector("threshold", score="uq", window=11).select(
-        frames, 1, rng=np.random.default_rng(0)).tolist() == [12]
+        frames, 1, rng=np.random.default_rng(0)
+    ).tolist() == [12]
     by_callable = make_selector(
         "threshold", score=lambda a: a.info["uq"], reference_scores=reference
     )
     assert by_callable.select(frames, 5, rng=np.random.default_rng(0)).tolist() == [12, 13]
     # the already-selected frames are the default reference window
-    assert make_selector("threshold", score="uq", k=1.0).select(
-        frames, 5, rng=np.random.default_rng(0), exclude=[12, 13]).tolist() == []
+    assert (
+        make_selector("threshold", score="uq", k=1.0)
+        .select(frames, 5, rng=np.random.default_rng(0), exclude=[12, 13])
+        .tolist()
+        == []
+    )
 
 
 # -- committee ------------------------------------------------------------------------
-_SMALL_COMMITTEE = {"reference": "emt", "n_chunks": 2, "committee": 3, "overrides": {"hidden": [16, 16]},
-                    "train": {"max_epochs": 40, "batch_size": 4, "lr": 3e-3}}
+_SMALL_COMMITTEE = {
+    "reference": "emt",
+    "n_chunks": 2,
+    "committee": 3,
+    "overrides": {"hidden": [16, 16]},
+    "train": {"max_epochs": 40, "batch_size": 4, "lr": 3e-3},
+}
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -390,7 +407,9 @@ def test_committee_trains_first_on_the_excluded_frames(monkeypatch):
     real_retrain = CommitteeLearner.retrain
 
     def spy(self, training, *args, **kwargs):
-        trained_on.append([next(i for i, f in enumerate(frames) if f is atoms) for atoms in training])
+        trained_on.append(
+            [next(i for i, f in enumerate(frames) if f is atoms) for atoms in training]
+        )
         return real_retrain(self, training, *args, **kwargs)
 
     monkeypatch.setattr(CommitteeLearner, "retrain", spy)

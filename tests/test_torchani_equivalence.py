@@ -17,7 +17,6 @@ from ase.build import bulk
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from baseline import HARTREE_EV, batch_properties, build_baseline  # noqa: E402
-
 from potstill.models.ani import ANIModel  # noqa: E402
 
 ENERGY_TOL_EV_PER_ATOM = 1e-6

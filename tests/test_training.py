@@ -18,11 +18,20 @@ from potstill.training.strategies import split_keys
 
 
 def test_loss_matches_equation_3_by_hand():
-    pred = {"energy": torch.tensor([1.0, 2.0]), "forces": torch.tensor([[1.0, 0, 0], [0, 0, 0], [0, 2.0, 0]]),
-            "stress": torch.tensor([[0.1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0.0]])}
-    target = {"energy": torch.tensor([0.0, 0.0]), "forces": torch.zeros(3, 3), "stress": torch.zeros(2, 6),
-              "n_atoms": torch.tensor([2, 1]), "frame_index": torch.tensor([0, 0, 1]),
-              "volume": torch.tensor([10.0, 5.0]), "has_stress": torch.tensor([True, True])}
+    pred = {
+        "energy": torch.tensor([1.0, 2.0]),
+        "forces": torch.tensor([[1.0, 0, 0], [0, 0, 0], [0, 2.0, 0]]),
+        "stress": torch.tensor([[0.1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0.0]]),
+    }
+    target = {
+        "energy": torch.tensor([0.0, 0.0]),
+        "forces": torch.zeros(3, 3),
+        "stress": torch.zeros(2, 6),
+        "n_atoms": torch.tensor([2, 1]),
+        "frame_index": torch.tensor([0, 0, 1]),
+        "volume": torch.tensor([10.0, 5.0]),
+        "has_stress": torch.tensor([True, True]),
+    }
     terms = energy_force_stress_loss(pred, target, LossWeights(1.0, 0.1, 0.025))
     energy = (1.0 / np.sqrt(2) + 4.0 / 1.0) / 2
     forces = (1.0 / 2 + 4.0 / 1) / 2
@@ -57,7 +66,14 @@ def test_split_is_seeded_disjoint_and_complete():
 SMALL = ModelSpec("demo", ("Ni",), {"hidden": (16, 8)})
 
 
-_FAST = dict(committee=2, max_epochs=25, batch_size=8, lr=3e-3, scheduler_patience=5, early_stopping_patience=25)
+_FAST = dict(
+    committee=2,
+    max_epochs=25,
+    batch_size=8,
+    lr=3e-3,
+    scheduler_patience=5,
+    early_stopping_patience=25,
+)
 
 
 def test_training_learns_energies_forces_and_stress():
@@ -85,8 +101,12 @@ def test_same_seed_gives_identical_weights():
     config = TrainConfig(**{**_FAST, "committee": 1, "max_epochs": 3})
     a = train_committee(frames, "emt", model=SMALL, config=config).model
     b = train_committee(frames, "emt", model=SMALL, config=config).model
-    c = train_committee(frames, "emt", model=SMALL, config=config.model_copy(update={"seed": 9})).model
-    for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+    c = train_committee(
+        frames, "emt", model=SMALL, config=config.model_copy(update={"seed": 9})
+    ).model
+    for (name, pa), pb, pc in zip(
+        a.state_dict().items(), b.state_dict().values(), c.state_dict().values()
+    ):
         assert torch.equal(pa, pb), name
     assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
 
@@ -101,8 +121,14 @@ def test_members_in_parallel_equal_members_trained_one_after_another(tmp_path):
     config = TrainConfig(**{**_FAST, "committee": 3, "max_epochs": 3})
     serial = train_committee(store.frames(ids), "emt", model=SMALL, config=config)
     with make_executor("process", workers=2) as executor:
-        parallel = train_committee(store.frames(ids), "emt", model=SMALL, config=config, executor=executor,
-                                   out_dir=tmp_path / "members")
+        parallel = train_committee(
+            store.frames(ids),
+            "emt",
+            model=SMALL,
+            config=config,
+            executor=executor,
+            out_dir=tmp_path / "members",
+        )
     for k, (a, b) in enumerate(zip(serial.model.members, parallel.model.members)):
         for name, value in a.state_dict().items():
             assert torch.equal(value, b.state_dict()[name]), (k, name)
@@ -151,7 +177,13 @@ def test_training_from_the_store_streams_and_matches_in_memory(tmp_path, monkeyp
     lazy = store.frames(ids, chunk=4)
     reads = []
     original_get = Store.get
-    monkeypatch.setattr(Store, "get", lambda self, ids=None, selection=None: reads.append(len(ids)) or original_get(self, ids, selection))
+    monkeypatch.setattr(
+        Store,
+        "get",
+        lambda self, ids=None, selection=None: (
+            reads.append(len(ids)) or original_get(self, ids, selection)
+        ),
+    )
     config = TrainConfig(**{**_FAST, "committee": 1, "max_epochs": 2})
     from_store = train_committee(lazy, "emt", model=SMALL, config=config).model
     from_list = train_committee(frames, "emt", model=SMALL, config=config).model

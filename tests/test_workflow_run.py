@@ -35,8 +35,18 @@ def finished_run(tmp_path_factory):
     (root / "tiny.yaml").write_text(CONFIG)
     out = root / "out"
     result = subprocess.run(
-        [sys.executable, "-c", "from potstill.cli import main; main()", "run", str(root / "tiny.yaml"), "--out", str(out)],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-c",
+            "from potstill.cli import main; main()",
+            "run",
+            str(root / "tiny.yaml"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return root, out
@@ -57,8 +67,12 @@ def test_report_has_every_promised_number(finished_run):
             entry = summary["crystals"][structure][quantity]
             assert set(entry) >= {"model", "reference"}
     # the reference side is the EAM potential itself: FCC Ni, a = 3.520 A, E = -4.45 eV/atom
-    assert summary["crystals"]["fcc"]["bond_length_A"]["reference"] == pytest.approx(3.52 / 2**0.5, abs=2e-3)
-    assert summary["crystals"]["fcc"]["energy_eV_per_atom"]["reference"] == pytest.approx(-4.45, abs=1e-3)
+    assert summary["crystals"]["fcc"]["bond_length_A"]["reference"] == pytest.approx(
+        3.52 / 2**0.5, abs=2e-3
+    )
+    assert summary["crystals"]["fcc"]["energy_eV_per_atom"]["reference"] == pytest.approx(
+        -4.45, abs=1e-3
+    )
     for constant in ("C11", "C12", "C44", "K", "G"):
         assert set(summary["elastic_GPa"][constant]) >= {"model", "reference"}
     assert summary["elastic_GPa"]["C11"]["reference"] == pytest.approx(246.2, rel=0.01)
@@ -126,7 +140,9 @@ def test_several_starting_structures_are_sampled_with_provenance(tmp_path):
     frames = Store(tmp_path / "out" / "pool.db").get()
     assert [a.info["start_structure"] for a in frames[::40]] == ["fcc", "bcc"]
     with pytest.raises(PotstillError, match="not both"):
-        load_config_text(tmp_path, text.replace("  structures:", "  structure: {element: Ni}\n  structures:"))
+        load_config_text(
+            tmp_path, text.replace("  structures:", "  structure: {element: Ni}\n  structures:")
+        )
 
 
 def test_failed_stages_leave_nothing_that_blocks_a_rerun(tmp_path):
@@ -160,8 +176,12 @@ validate: {crystals: [], elastic: false}
 
 
 def _potstill(*args):
-    return subprocess.run([sys.executable, "-c", "from potstill.cli import main; main()", *map(str, args)],
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-c", "from potstill.cli import main; main()", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def _outputs(out):
@@ -186,6 +206,12 @@ def test_a_momt_run_goes_through_validate_and_resume_deletes_nothing(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     after = _outputs(out)
     assert set(before) <= set(after)  # nothing another stage wrote was deleted
-    kept = [name for name in before if name.startswith(("report/sample/", "pool.db", "momt_", "train/member_"))]
+    kept = [
+        name
+        for name in before
+        if name.startswith(("report/sample/", "pool.db", "momt_", "train/member_"))
+    ]
     assert kept and all(after[name] == before[name] for name in kept)
-    assert after["report/validate/summary.json"] == before["report/validate/summary.json"]  # same committee: kept
+    assert (
+        after["report/validate/summary.json"] == before["report/validate/summary.json"]
+    )  # same committee: kept

@@ -40,7 +40,6 @@ from ase.data import atomic_numbers, reference_states
 from ase.filters import FrechetCellFilter
 from ase.neighborlist import neighbor_list
 from ase.optimize import FIRE
-
 from pydantic import field_validator
 
 from potstill.errors import PotstillError
@@ -191,7 +190,6 @@ def relax_crystal(
     }
 
 
-
 def _check_structure(structure: str) -> None:
     if structure not in STRUCTURES:
         raise PotstillError(f"unknown crystal structure {structure!r}; use one of {STRUCTURES}")
@@ -228,4 +226,6 @@ class StructureConfig(Section):
 
     def build(self) -> Atoms:
         """The structure as ``ase.Atoms``."""
-        return bulk(self.element, self.lattice, a=self.a_A, cubic=self.lattice != "hcp").repeat(self.repeat)
+        return bulk(self.element, self.lattice, a=self.a_A, cubic=self.lattice != "hcp").repeat(
+            self.repeat
+        )

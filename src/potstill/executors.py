@@ -26,7 +26,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import (
     FIRST_COMPLETED,
     BrokenExecutor,
@@ -35,6 +34,7 @@ from concurrent.futures import (
     ProcessPoolExecutor,
     wait,
 )
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -42,7 +42,14 @@ from pydantic import Field, model_validator
 from potstill.errors import PotstillError
 from potstill.settings import Section
 
-__all__ = ["KINDS", "ExecutorConfig", "available_cores", "fan_out", "make_executor", "one_torch_thread"]
+__all__ = [
+    "KINDS",
+    "ExecutorConfig",
+    "available_cores",
+    "fan_out",
+    "make_executor",
+    "one_torch_thread",
+]
 
 KINDS = ("auto", "serial", "process", "dask")
 
@@ -151,19 +158,26 @@ def make_executor(
     jobs: int | None = None,
 ) -> Executor:
     """An executor of ``kind`` (an :class:`ExecutorConfig` or a kind name) with
-    ``workers`` parallel workers (default: the machine's cores; for ``auto``, no more
-    than the ``jobs`` there are, and ``serial`` for one job)."""
+    ``workers`` parallel workers (default: the machine's cores). For ``auto`` with a
+    known number of ``jobs``: ``serial`` for one job, else one worker per job up to twice
+    the cores (3 committee members on 2 cores share them and finish together instead of
+    leaving one member to train alone), else one per core."""
     if isinstance(kind, ExecutorConfig):
         kind, workers, address = kind.kind, kind.workers, kind.address
     if kind not in KINDS:
         raise PotstillError(f"unknown executor {kind!r}; accepted: {', '.join(KINDS)}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
         raise PotstillError(f"workers must be a whole number >= 1, got {workers!r}")
     if address is not None and kind != "dask":
         raise PotstillError(f"a scheduler address needs executor 'dask', not {kind!r}")
+    if kind == "auto" and jobs == 1:
+        workers = 1
+    elif kind == "auto" and workers is None and jobs:
+        workers = jobs if jobs <= 2 * available_cores() else available_cores()
     workers = workers or available_cores()
     if kind == "auto":
-        workers = min(workers, jobs) if jobs else workers
         kind = "process" if workers > 1 else "serial"
     if kind == "serial":
         return SerialExecutor()

@@ -80,9 +80,7 @@ def set_labels(
     return atoms
 
 
-def get_labels(
-    atoms: Atoms, reference: str, require: Sequence[str] = ("energy",)
-) -> Labels:
+def get_labels(atoms: Atoms, reference: str, require: Sequence[str] = ("energy",)) -> Labels:
     """Labels of ``reference`` on ``atoms``; kinds in ``require`` must be present."""
     values = {}
     for kind in LABEL_KINDS:
@@ -169,9 +167,7 @@ def _voigt(stress: np.ndarray) -> np.ndarray:
 def _check(reference: str, kind: str, value, shape: tuple) -> np.ndarray:
     value = np.asarray(value, dtype=float)
     if value.shape != shape:
-        raise InvalidLabelError(
-            f"{reference} {kind} has shape {value.shape}, expected {shape}"
-        )
+        raise InvalidLabelError(f"{reference} {kind} has shape {value.shape}, expected {shape}")
     if not np.all(np.isfinite(value)):
         raise InvalidLabelError(
             f"{reference} returned non-finite {kind} (NaN or inf); the frame was not "

@@ -98,7 +98,9 @@ class Stage:
     def claim(self) -> None:
         """Make this stage's outputs writable as the run asks: kept with ``resume``,
         removed with ``overwrite``; otherwise refuse when any of them exists."""
-        claim_paths(self.outputs(), overwrite=self.run.overwrite, resume=self.run.resume, what=self.name)
+        claim_paths(
+            self.outputs(), overwrite=self.run.overwrite, resume=self.run.resume, what=self.name
+        )
 
     def finished(self) -> dict | None:
         """The results of this stage's record when the run resumes and the stage had
@@ -141,15 +143,27 @@ class Stage:
         run's ``report/index.html``."""
         self.report.mkdir(parents=True, exist_ok=True)
         _write_json(self.report / "summary.json", summary)
-        write_html(self.report / "index.html", title=title, summary=summary, tables=tables,
-                   figures=[f for f in figures if f is not None and Path(f).exists()])
+        write_html(
+            self.report / "index.html",
+            title=title,
+            summary=summary,
+            tables=tables,
+            figures=[f for f in figures if f is not None and Path(f).exists()],
+        )
         merged = self.run.summary()
         merged[self.name] = summary
         _write_json(self.run.report / "summary.json", merged)
-        pages = [(name, f"{name}/index.html") for name in merged
-                 if (self.run.report / name / "index.html").exists()]
-        write_index(self.run.report / "index.html", title=f"potstill run {self.run.path.name}",
-                    summary=merged, pages=pages)
+        pages = [
+            (name, f"{name}/index.html")
+            for name in merged
+            if (self.run.report / name / "index.html").exists()
+        ]
+        write_index(
+            self.run.report / "index.html",
+            title=f"potstill run {self.run.path.name}",
+            summary=merged,
+            pages=pages,
+        )
         return summary
 
 
@@ -182,7 +196,9 @@ def versions() -> dict[str, str]:
     return found
 
 
-def write_record(path: str | Path, *, command: str, inputs: Any, results: Any, started: float) -> dict:
+def write_record(
+    path: str | Path, *, command: str, inputs: Any, results: Any, started: float
+) -> dict:
     """Write ``path`` (JSON) describing one command run that began at ``started``
     (``time.time()``): command, inputs, versions, start time, wall time, results."""
     record = {

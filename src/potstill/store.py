@@ -18,8 +18,8 @@ ones. extxyz import/export interchanges pools with every other MLIP code.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -30,9 +30,28 @@ from potstill.errors import PotstillError
 
 # ASE db reserves these names for its own columns; provenance must not use them.
 _RESERVED = {
-    "id", "unique_id", "ctime", "mtime", "user", "calculator", "energy", "forces",
-    "stress", "magmom", "charge", "natoms", "formula", "age", "volume", "mass", "fmax",
-    "smax", "pbc", "numbers", "positions", "cell",
+    "id",
+    "unique_id",
+    "ctime",
+    "mtime",
+    "user",
+    "calculator",
+    "energy",
+    "forces",
+    "stress",
+    "magmom",
+    "charge",
+    "natoms",
+    "formula",
+    "age",
+    "volume",
+    "mass",
+    "fmax",
+    "smax",
+    "pbc",
+    "numbers",
+    "positions",
+    "cell",
 }
 
 
@@ -83,7 +102,9 @@ class Store:
                 batch = []
         return n + len(self.add(batch))
 
-    def update(self, ids: Sequence[int], frames: Sequence[Atoms], *, delete_keys: Sequence[str] = ()) -> None:
+    def update(
+        self, ids: Sequence[int], frames: Sequence[Atoms], *, delete_keys: Sequence[str] = ()
+    ) -> None:
         """Replace labels and provenance of rows ``ids`` by those on ``frames`` (in one
         transaction), and drop the ``info`` keys ``delete_keys`` where present.
 
@@ -214,9 +235,7 @@ def _to_row(atoms: Atoms) -> tuple[Atoms, dict, dict]:
     for key, value in atoms.arrays.items():
         if key not in ("numbers", "positions"):
             data[f"arrays:{key}"] = np.asarray(value)
-    bare = Atoms(
-        numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc
-    )
+    bare = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
     return bare, kvp, data
 
 

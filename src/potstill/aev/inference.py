@@ -84,6 +84,7 @@ def _angular_with_vjp(computer: AEVComputer, species: Tensor, neighbors: Neighbo
     term = computer.angular
     n_total, n_pairs = species.shape[0], computer.num_species_pairs
     n_shifts, n_sections = term.shifts.numel(), term.sections.numel()
+
     def no_triples():  # zero AEV, nothing to add to the gradients
         return neighbors.diff_vectors.new_zeros((n_total, computer.angular_len)), (
             lambda *gradients: None
@@ -117,7 +118,9 @@ def _angular_with_vjp(computer: AEVComputer, species: Tensor, neighbors: Neighbo
     )
     n_rows = n_total * n_pairs
     flat, width = triple_slots(computer, species, angular_neighbors.indices, triples)
-    padded_radial, padded_angle, angular = padded_products(radial_factor, angle_factor, flat, n_rows, width)
+    padded_radial, padded_angle, angular = padded_products(
+        radial_factor, angle_factor, flat, n_rows, width
+    )
 
     def vjp(energy_by_angular: Tensor, by_distances: Tensor, by_vectors: Tensor) -> None:
         by_rows = energy_by_angular.reshape(n_rows, n_shifts, n_sections)

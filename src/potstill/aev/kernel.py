@@ -32,7 +32,14 @@ from torchani.neighbors import Neighbors, Triples, discard_outside_cutoff, neigh
 
 from potstill.aev.neighbors import Batch
 
-__all__ = ["AngleTerms", "WeightedGaussians", "ani_aev", "batch_aev", "padded_products", "triple_slots"]
+__all__ = [
+    "AngleTerms",
+    "WeightedGaussians",
+    "ani_aev",
+    "batch_aev",
+    "padded_products",
+    "triple_slots",
+]
 
 
 def batch_aev(computer: AEVComputer, batch: Batch, diff_vectors: Tensor, cutoff: float) -> Tensor:
@@ -159,7 +166,6 @@ def triple_slots(
         )
     width = int(slots.max()) + 1
     return rows * width + slots, width
-
 
 
 def _angle_terms(cos_angles: Tensor, sections: Tensor, zeta: Tensor) -> Tensor:

@@ -129,9 +129,7 @@ def _vesin_calculator(cutoff: float, periodic: tuple[bool, ...]) -> vesin.Neighb
     calculators = _VESIN.__dict__.setdefault("calculators", {})
     key = (cutoff, periodic)
     if key not in calculators:
-        calculators[key] = vesin.NeighborList(
-            cutoff=cutoff, full_list=False, skin=_VESIN_SKIN_A
-        )
+        calculators[key] = vesin.NeighborList(cutoff=cutoff, full_list=False, skin=_VESIN_SKIN_A)
     return calculators[key]
 
 
@@ -309,8 +307,10 @@ class FrameBatcher:
             self._numbers = atoms.numbers.copy()
             self._cell = atoms.cell[:].copy()
             # the batch's own pair list (one frame: no offsets), searched once
-            self._pairs = (previous.pairs.cpu().numpy(),
-                           previous.shifts.cpu().numpy().round().astype(np.int64))
+            self._pairs = (
+                previous.pairs.cpu().numpy(),
+                previous.shifts.cpu().numpy().round().astype(np.int64),
+            )
             self._previous = previous
             return previous
         pairs, shifts = frame_pairs(atoms, self.cutoff)

@@ -20,7 +20,9 @@ from potstill.errors import PotstillError
 
 __all__ = ["app", "main"]
 
-_INTERRUPTED = "interrupted: what finished is kept; rerun the same command with --resume to continue"
+_INTERRUPTED = (
+    "interrupted: what finished is kept; rerun the same command with --resume to continue"
+)
 
 
 def main() -> None:
@@ -39,7 +41,7 @@ def main() -> None:
         sys.exit(done.exit_code)
     except Exception as error:  # usage errors of click or of typer's own copy of it
         if hasattr(error, "show") and hasattr(error, "exit_code"):
-            message = getattr(error, "format_message", lambda: str(error))()
+            message = error.format_message() if hasattr(error, "format_message") else str(error)
             typer.echo(f"error: {message} (see `potstill --help`)", err=True)
             sys.exit(error.exit_code)
         raise

@@ -16,18 +16,35 @@ app = typer.Typer(
     help="Distil cheap simulations into small training sets; train, validate and report NNPs.",
 )
 
-OUT = typer.Option(Path("runs/potstill"), "--out", "-o", help="Run directory (pool.db, train/, report/).")
+OUT = typer.Option(
+    Path("runs/potstill"), "--out", "-o", help="Run directory (pool.db, train/, report/)."
+)
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace earlier outputs of this command.")
-RESUME = typer.Option(False, "--resume", help="Keep finished outputs (pool, trained members, labels) and continue.")
+RESUME = typer.Option(
+    False, "--resume", help="Keep finished outputs (pool, trained members, labels) and continue."
+)
 CONFIG = typer.Argument(..., help="Workflow YAML.")
 
 
 def progress():
     """A rich progress display for long stages."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
 
 
 def echo_json(data: Any) -> None:

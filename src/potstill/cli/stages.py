@@ -29,8 +29,15 @@ def _rundir(out: Path, overwrite: bool, resume: bool) -> RunDir:
 
 
 @app.command(rich_help_panel="Stages")
-def sample(config: Path = CONFIG, out: Path = OUT, overwrite: bool = OVERWRITE, resume: bool = RESUME,
-           sampler: Optional[str] = typer.Option(None, "--sampler", help="Override `sample.sampler`: md, momt, translate.")) -> None:
+def sample(
+    config: Path = CONFIG,
+    out: Path = OUT,
+    overwrite: bool = OVERWRITE,
+    resume: bool = RESUME,
+    sampler: Optional[str] = typer.Option(
+        None, "--sampler", help="Override `sample.sampler`: md, momt, translate."
+    ),
+) -> None:
     """Sample frames and store them, labeled, in OUT/pool.db."""
     from potstill.workflows import standard
 
@@ -41,7 +48,9 @@ def sample(config: Path = CONFIG, out: Path = OUT, overwrite: bool = OVERWRITE, 
 
 
 @app.command(rich_help_panel="Stages")
-def train(config: Path = CONFIG, out: Path = OUT, overwrite: bool = OVERWRITE, resume: bool = RESUME) -> None:
+def train(
+    config: Path = CONFIG, out: Path = OUT, overwrite: bool = OVERWRITE, resume: bool = RESUME
+) -> None:
     """Select training frames from OUT/pool.db and train a committee into OUT/train."""
     from potstill.workflows import standard
 
@@ -51,7 +60,9 @@ def train(config: Path = CONFIG, out: Path = OUT, overwrite: bool = OVERWRITE, r
 
 
 @app.command(rich_help_panel="Stages")
-def validate(config: Path = CONFIG, out: Path = OUT, overwrite: bool = OVERWRITE, resume: bool = RESUME) -> None:
+def validate(
+    config: Path = CONFIG, out: Path = OUT, overwrite: bool = OVERWRITE, resume: bool = RESUME
+) -> None:
     """Validate OUT/train/committee.pt; write OUT/report/validate (summary.json, PNGs, HTML)."""
     from potstill.workflows import standard
 
@@ -60,19 +71,43 @@ def validate(config: Path = CONFIG, out: Path = OUT, overwrite: bool = OVERWRITE
     with progress() as bars:
         summary = standard.validate(settings, rundir, progress=bars)
     pool = {k: v for k, v in summary.get("pool", {}).items() if k != "errors"}
-    echo_json({"pool": pool, "wall_time_s": summary.get("wall_time_s"), "report": str(rundir.report / "index.html")})
+    echo_json(
+        {
+            "pool": pool,
+            "wall_time_s": summary.get("wall_time_s"),
+            "report": str(rundir.report / "index.html"),
+        }
+    )
 
 
 @app.command(rich_help_panel="Stages")
-def label(store: Path = typer.Argument(..., help="Pool (ASE db file or URL)."),
-          reference: str = typer.Option("eam-ni", "--reference", "-r", help="Reference kind (see `potstill references`)."),
-          name: Optional[str] = typer.Option(None, "--name", help="Label name (default: eam for LAMMPS kinds, else the kind)."),
-          chunk: int = typer.Option(50, min=1, help="Frames per job (and per transaction); 1 for expensive references."),
-          retries: int = typer.Option(2, min=0, help="Tries after the first before a frame is recorded as failed."),
-          retry_failed: bool = typer.Option(False, "--retry-failed", help="Try again the frames that failed before."),
-          executor: str = typer.Option("auto", "--executor", help="Where labels run: auto, serial, process, dask."),
-          workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel workers (default: the cores)."),
-          address: Optional[str] = typer.Option(None, "--address", help="A running Dask scheduler (with --executor dask).")) -> None:
+def label(
+    store: Path = typer.Argument(..., help="Pool (ASE db file or URL)."),
+    reference: str = typer.Option(
+        "eam-ni", "--reference", "-r", help="Reference kind (see `potstill references`)."
+    ),
+    name: Optional[str] = typer.Option(
+        None, "--name", help="Label name (default: eam for LAMMPS kinds, else the kind)."
+    ),
+    chunk: int = typer.Option(
+        50, min=1, help="Frames per job (and per transaction); 1 for expensive references."
+    ),
+    retries: int = typer.Option(
+        2, min=0, help="Tries after the first before a frame is recorded as failed."
+    ),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Try again the frames that failed before."
+    ),
+    executor: str = typer.Option(
+        "auto", "--executor", help="Where labels run: auto, serial, process, dask."
+    ),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=1, help="Parallel workers (default: the cores)."
+    ),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="A running Dask scheduler (with --executor dask)."
+    ),
+) -> None:
     """Label every frame of STORE that lacks labels of this reference, over the executor
     (resumable: stored labels are never recomputed; failures are recorded on the frames)."""
     from potstill.labeling.label import check_failures, label_store
@@ -81,26 +116,58 @@ def label(store: Path = typer.Argument(..., help="Pool (ASE db file or URL)."),
     started = time.time()
     target = build(ReferenceConfig, kind=reference, name=name or default_name(reference))
     frames = Store(store, create=False)
-    with make_executor(build(ExecutorConfig, kind=executor, workers=workers, address=address)) as pool, \
-            progress() as bars:
-        results = label_store(frames, target, executor=pool, chunk=chunk, retries=retries,
-                              retry_failed=retry_failed, progress=bars)
+    with (
+        make_executor(
+            build(ExecutorConfig, kind=executor, workers=workers, address=address)
+        ) as pool,
+        progress() as bars,
+    ):
+        results = label_store(
+            frames,
+            target,
+            executor=pool,
+            chunk=chunk,
+            retries=retries,
+            retry_failed=retry_failed,
+            progress=bars,
+        )
     if "://" not in str(store):
-        write_record(Path(store).with_suffix(f".label-{target.name}.json"), command="label",
-                     inputs={"store": str(store), "reference": reference, "name": target.name, "chunk": chunk,
-                             "retries": retries, "executor": executor, "workers": workers},
-                     results=results, started=started)
+        write_record(
+            Path(store).with_suffix(f".label-{target.name}.json"),
+            command="label",
+            inputs={
+                "store": str(store),
+                "reference": reference,
+                "name": target.name,
+                "chunk": chunk,
+                "retries": retries,
+                "executor": executor,
+                "workers": workers,
+            },
+            results=results,
+            started=started,
+        )
     echo_json({k: v for k, v in results.items() if k != "errors"})
-    check_failures(results, f"rerun `potstill label {store} --reference {reference} --retry-failed`")
+    check_failures(
+        results, f"rerun `potstill label {store} --reference {reference} --retry-failed`"
+    )
 
 
 @app.command(rich_help_panel="Stages")
-def evaluate(committee: Path = typer.Argument(..., help="Trained committee, e.g. RUN/train/committee.pt."),
-             pool: Path = typer.Argument(..., help="Any labeled pool (ASE db file or URL), e.g. an independent MOMT pool."),
-             out: Path = typer.Option(..., "--out", "-o", help="Directory for evaluate.json and parity.png."),
-             name: str = typer.Option("eam", "--name", help="Label name of the reference values in POOL."),
-             stride: int = typer.Option(1, "--stride", min=1, help="Every STRIDE-th frame of POOL (in id order)."),
-             overwrite: bool = OVERWRITE) -> None:
+def evaluate(
+    committee: Path = typer.Argument(..., help="Trained committee, e.g. RUN/train/committee.pt."),
+    pool: Path = typer.Argument(
+        ..., help="Any labeled pool (ASE db file or URL), e.g. an independent MOMT pool."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Directory for evaluate.json and parity.png."
+    ),
+    name: str = typer.Option("eam", "--name", help="Label name of the reference values in POOL."),
+    stride: int = typer.Option(
+        1, "--stride", min=1, help="Every STRIDE-th frame of POOL (in id order)."
+    ),
+    overwrite: bool = OVERWRITE,
+) -> None:
     """Energy, force and stress errors of COMMITTEE on POOL, with a parity plot."""
     from potstill.models import load_checkpoint, predict
     from potstill.report.plots import parity_panel
@@ -114,16 +181,35 @@ def evaluate(committee: Path = typer.Argument(..., help="Trained committee, e.g.
     frames = store.get(store.ids()[::stride]) if stride > 1 else store.get()
     if not frames:
         raise PotstillError(f"the pool {pool} is empty")
-    claim_paths([out / "evaluate.json", out / "parity.png"], overwrite=overwrite, resume=False, what="evaluate")
+    claim_paths(
+        [out / "evaluate.json", out / "parity.png"],
+        overwrite=overwrite,
+        resume=False,
+        what="evaluate",
+    )
     model = load_checkpoint(committee)
     with progress() as bars:
         pairs = pool_pairs(frames, predict(model, frames, progress=bars), name)
     errors = pair_errors(pairs)
     out.mkdir(parents=True, exist_ok=True)
-    parity_panel(pairs, path=out / "parity.png", title=f"{committee.parent.parent.name} on {pool.name} ({len(frames)} frames)")
-    write_record(out / "evaluate.json", command="evaluate",
-                 inputs={"committee": str(committee), "pool": str(pool), "name": name, "stride": stride},
-                 results=errors, started=started)
-    echo_json({"n_frames": errors["n_frames"], "energy_mae_meV_per_atom": errors["energy_meV_per_atom"]["mae"],
-               "force_mae_eV_per_A": errors["forces_eV_per_A"]["mae"], "out": str(out),
-               "wall_time_s": round(time.time() - started, 2)})
+    parity_panel(
+        pairs,
+        path=out / "parity.png",
+        title=f"{committee.parent.parent.name} on {pool.name} ({len(frames)} frames)",
+    )
+    write_record(
+        out / "evaluate.json",
+        command="evaluate",
+        inputs={"committee": str(committee), "pool": str(pool), "name": name, "stride": stride},
+        results=errors,
+        started=started,
+    )
+    echo_json(
+        {
+            "n_frames": errors["n_frames"],
+            "energy_mae_meV_per_atom": errors["energy_meV_per_atom"]["mae"],
+            "force_mae_eV_per_A": errors["forces_eV_per_A"]["mae"],
+            "out": str(out),
+            "wall_time_s": round(time.time() - started, 2),
+        }
+    )

@@ -13,7 +13,9 @@ from potstill.rundir import RunDir, write_record
 from potstill.workflows import WORKFLOWS, get_workflow, load_config
 
 
-def run_workflow(config: Path, out: Path, *, overwrite: bool, resume: bool, workflow: str | None) -> None:
+def run_workflow(
+    config: Path, out: Path, *, overwrite: bool, resume: bool, workflow: str | None
+) -> None:
     """Validate ``config`` as workflow ``workflow`` (default: the file's), run it in
     ``out``, record it in ``out/run.json`` and print its headline."""
     started = time.time()
@@ -22,15 +24,22 @@ def run_workflow(config: Path, out: Path, *, overwrite: bool, resume: bool, work
     rundir = RunDir(out, overwrite=overwrite, resume=resume)
     with progress() as bars:
         summary = module.run(settings, rundir, progress=bars)
-    write_record(rundir.path / "run.json", command=f"run {settings.workflow}", inputs=settings.model_dump(by_alias=True),
-                 results={"config": str(config), "report": str(rundir.report / "index.html")}, started=started)
+    write_record(
+        rundir.path / "run.json",
+        command=f"run {settings.workflow}",
+        inputs=settings.model_dump(by_alias=True),
+        results={"config": str(config), "report": str(rundir.report / "index.html")},
+        started=started,
+    )
     typer.echo(f"report: {rundir.report / 'index.html'}")
     if hasattr(module, "headline"):
         echo_json(module.headline(summary))
 
 
 @app.command(rich_help_panel="Workflows")
-def run(config: Path = CONFIG, out: Path = OUT, overwrite: bool = OVERWRITE, resume: bool = RESUME) -> None:
+def run(
+    config: Path = CONFIG, out: Path = OUT, overwrite: bool = OVERWRITE, resume: bool = RESUME
+) -> None:
     """Run the workflow the YAML names (`workflow:`; standard when it names none)."""
     run_workflow(config, out, overwrite=overwrite, resume=resume, workflow=None)
 
@@ -43,7 +52,9 @@ def list_workflows() -> None:
 
 
 def _workflow_command(name: str, help: str) -> None:
-    def command(config: Path = CONFIG, out: Path = OUT, overwrite: bool = OVERWRITE, resume: bool = RESUME) -> None:
+    def command(
+        config: Path = CONFIG, out: Path = OUT, overwrite: bool = OVERWRITE, resume: bool = RESUME
+    ) -> None:
         run_workflow(config, out, overwrite=overwrite, resume=resume, workflow=name)
 
     command.__doc__ = help

@@ -34,11 +34,15 @@ def resolve_descriptor(descriptor: Any = None, aev: Any = None):
     if isinstance(descriptor, (str, dict)):
         spec = {"name": descriptor} if isinstance(descriptor, str) else dict(descriptor)
         if "name" not in spec:
-            raise PotstillError(f"a descriptor given as options needs a `name` (aev or soap), got {descriptor}")
+            raise PotstillError(
+                f"a descriptor given as options needs a `name` (aev or soap), got {descriptor}"
+            )
         return make_descriptor(spec.pop("name"), **spec)
     if descriptor is not None:
         if not callable(getattr(descriptor, "per_atom", None)):
-            raise PotstillError("descriptor must have a per_atom(frames) method returning (n_atoms, d) arrays")
+            raise PotstillError(
+                "descriptor must have a per_atom(frames) method returning (n_atoms, d) arrays"
+            )
         return descriptor
     return AEVDescriptor(aev=aev)
 

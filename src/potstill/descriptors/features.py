@@ -38,9 +38,7 @@ class AtomFeatures:
         frames = np.asarray(frames, dtype=int)
         if frames.size == 0:
             return np.zeros(0, dtype=int)
-        return np.concatenate(
-            [np.arange(self.offsets[i], self.offsets[i + 1]) for i in frames]
-        )
+        return np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in frames])
 
     def frame_scores(self, atom_scores: np.ndarray, reduce: str = "max") -> np.ndarray:
         """``(n_frames,)`` largest (``reduce="max"``) or mean atom score of each frame."""
@@ -55,12 +53,8 @@ class AtomFeatures:
         near-constant feature is not blown up to the scale of the informative ones.
         """
         n = len(self.values)
-        mean = sum(
-            block.sum(axis=0, dtype=np.float64) for block in self._blocks(chunk)
-        ) / n
-        variance = sum(
-            np.square(block - mean).sum(axis=0) for block in self._blocks(chunk)
-        ) / n
+        mean = sum(block.sum(axis=0, dtype=np.float64) for block in self._blocks(chunk)) / n
+        variance = sum(np.square(block - mean).sum(axis=0) for block in self._blocks(chunk)) / n
         std = np.sqrt(variance)
         floor = 1e-3 * std.max()
         return mean, np.maximum(std, floor) if floor > 0 else np.ones_like(std)

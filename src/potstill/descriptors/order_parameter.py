@@ -72,16 +72,22 @@ def _inverse(cell: np.ndarray) -> np.ndarray:
     (a, b, c), (xy, ly, d), (xz, yz, lz) = cell
     if b == 0.0 and c == 0.0 and d == 0.0:
         lx = a
-        return np.array([
-            [1.0 / lx, 0.0, 0.0],
-            [-xy / (lx * ly), 1.0 / ly, 0.0],
-            [(xy * yz - ly * xz) / (lx * ly * lz), -yz / (ly * lz), 1.0 / lz],
-        ])
+        return np.array(
+            [
+                [1.0 / lx, 0.0, 0.0],
+                [-xy / (lx * ly), 1.0 / ly, 0.0],
+                [(xy * yz - ly * xz) / (lx * ly * lz), -yz / (ly * lz), 1.0 / lz],
+            ]
+        )
     return np.linalg.inv(cell)
 
 
 def fcc_order_parameter(
-    positions: np.ndarray, cell: np.ndarray, *, n_cells: int | None = None, cell_gradient: bool = True
+    positions: np.ndarray,
+    cell: np.ndarray,
+    *,
+    n_cells: int | None = None,
+    cell_gradient: bool = True,
 ) -> OrderParameter:
     """O of ``positions`` (n_atoms, 3) in ``cell`` (3, 3), with analytic derivatives.
 
@@ -96,7 +102,9 @@ def fcc_order_parameter(
     value, weight = _structure_factor(positions, g)
     grad_positions = weight @ g  # (n_atoms, 3)
     if not cell_gradient:
-        return OrderParameter(value=value, grad_positions=grad_positions, grad_cell=np.zeros((3, 3)))
+        return OrderParameter(
+            value=value, grad_positions=grad_positions, grad_cell=np.zeros((3, 3))
+        )
     # dO/dg_k = sum_j weight_jk r_j. As a column, g_k = 2 pi n h^-1 s_k with fixed integer
     # s_k, so dg_k = -h^-1 dh g_k and dO/dh = -h^-T (sum_k dO/dg_k g_k^T).
     dO_dg = weight.T @ positions  # (4, 3)
@@ -119,4 +127,6 @@ def _structure_factor(positions: np.ndarray, g: np.ndarray) -> tuple[float, np.n
 
 def order_parameter_of(atoms: Atoms, *, n_cells: int | None = None) -> float:
     """O of an ``ase.Atoms`` (dimensionless)."""
-    return fcc_order_parameter(atoms.positions, atoms.cell.array, n_cells=n_cells, cell_gradient=False).value
+    return fcc_order_parameter(
+        atoms.positions, atoms.cell.array, n_cells=n_cells, cell_gradient=False
+    ).value

@@ -48,13 +48,20 @@ class SOAPDescriptor:
         try:
             import dscribe  # noqa: F401
         except ImportError:
-            raise PotstillError("SOAP descriptors need DScribe: pip install 'potstill[soap]'") from None
+            raise PotstillError(
+                "SOAP descriptors need DScribe: pip install 'potstill[soap]'"
+            ) from None
         if r_cut <= 0 or sigma <= 0 or n_max < 1 or l_max < 0 or chunk < 1:
             raise PotstillError(
                 f"SOAP needs r_cut > 0, sigma > 0, n_max >= 1, l_max >= 0 and chunk >= 1; got r_cut={r_cut}, "
                 f"sigma={sigma}, n_max={n_max}, l_max={l_max}, chunk={chunk}"
             )
-        self.options = {"r_cut": float(r_cut), "n_max": int(n_max), "l_max": int(l_max), "sigma": float(sigma)}
+        self.options = {
+            "r_cut": float(r_cut),
+            "n_max": int(n_max),
+            "l_max": int(l_max),
+            "sigma": float(sigma),
+        }
         self.chunk = int(chunk)
         self._soap = {}  # periodic -> dscribe SOAP
         self._species: list[str] | None = None
@@ -99,5 +106,7 @@ class SOAPDescriptor:
         if periodic not in self._soap:
             from dscribe.descriptors import SOAP
 
-            self._soap[periodic] = SOAP(species=self._species, periodic=periodic, sparse=False, **self.options)
+            self._soap[periodic] = SOAP(
+                species=self._species, periodic=periodic, sparse=False, **self.options
+            )
         return self._soap[periodic]

@@ -38,7 +38,9 @@ def noisy_copies(
     lose every label of the original.
     """
     if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 1:
-        raise PotstillError(f"copies must be a whole number >= 1 (copy 0 is the frame itself), got {copies!r}")
+        raise PotstillError(
+            f"copies must be a whole number >= 1 (copy 0 is the frame itself), got {copies!r}"
+        )
     if not np.isfinite(delta_A) or delta_A < 0:
         raise PotstillError(f"delta_A must be a noise amplitude >= 0 Angstrom, got {delta_A!r}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -49,7 +51,9 @@ def noisy_copies(
         out.append(original)
         for j in range(1, copies):
             noisy = _without_labels(atoms)
-            noisy.positions = noisy.positions + rng.uniform(-delta_A, delta_A, size=noisy.positions.shape)
+            noisy.positions = noisy.positions + rng.uniform(
+                -delta_A, delta_A, size=noisy.positions.shape
+            )
             noisy.info["augment_copy"] = j
             out.append(noisy)
     return out
@@ -71,7 +75,9 @@ def augment_with_noise(
     for outcomes in label_frames([out[i] for i in todo], reference, executor=executor):
         for outcome in outcomes:
             if outcome.frame is None:
-                raise PotstillError(f"reference {reference.kind} failed on a noisy copy: {outcome.error}")
+                raise PotstillError(
+                    f"reference {reference.kind} failed on a noisy copy: {outcome.error}"
+                )
             out[todo[outcome.index]] = outcome.frame
     return out
 

@@ -80,7 +80,10 @@ def label_frames(
     executor = executor or SerialExecutor()
     todo = list(range(len(frames)))
     while todo:
-        jobs = [_Job(reference, tuple((i, frames[i]) for i in todo[s : s + chunk])) for s in range(0, len(todo), chunk)]
+        jobs = [
+            _Job(reference, tuple((i, frames[i]) for i in todo[s : s + chunk]))
+            for s in range(0, len(todo), chunk)
+        ]
         todo = []
         for job, future in fan_out(executor, label_job, jobs):
             try:
@@ -139,14 +142,30 @@ def label_store(
             continue
         todo.append((row_id, atoms))
         attempts.append(0 if retry_failed else tried)
-    task = progress.add_task(f"labeling with {reference.kind}", total=len(todo)) if progress else None
+    task = (
+        progress.add_task(f"labeling with {reference.kind}", total=len(todo)) if progress else None
+    )
     labeled, failed, errors = 0, [], {}
     frames = [atoms for _, atoms in todo]
-    for outcomes in label_frames(frames, reference, executor=executor, chunk=chunk, retries=retries,
-                                 previous_attempts=attempts):
-        done = [(todo[o.index][0], _without_failure(o.frame, name)) for o in outcomes if o.frame is not None]
+    for outcomes in label_frames(
+        frames,
+        reference,
+        executor=executor,
+        chunk=chunk,
+        retries=retries,
+        previous_attempts=attempts,
+    ):
+        done = [
+            (todo[o.index][0], _without_failure(o.frame, name))
+            for o in outcomes
+            if o.frame is not None
+        ]
         if done:
-            store.update([i for i, _ in done], [f for _, f in done], delete_keys=(error_key(name), attempts_key(name)))
+            store.update(
+                [i for i, _ in done],
+                [f for _, f in done],
+                delete_keys=(error_key(name), attempts_key(name)),
+            )
             labeled += len(done)
         for o in outcomes:
             if o.frame is None:
@@ -157,8 +176,14 @@ def label_store(
                 errors[row_id] = o.error
         if progress is not None:
             progress.update(task, advance=len(outcomes))
-    return {"reference": name, "labeled": labeled, "already_labeled": len(rows) - len(todo) - len(skipped),
-            "failed": failed, "skipped_failed": skipped, "errors": errors}
+    return {
+        "reference": name,
+        "labeled": labeled,
+        "already_labeled": len(rows) - len(todo) - len(skipped),
+        "failed": failed,
+        "skipped_failed": skipped,
+        "errors": errors,
+    }
 
 
 def check_failures(results: dict, retry: str) -> None:
@@ -168,7 +193,11 @@ def check_failures(results: dict, retry: str) -> None:
     failed = list(results["failed"]) + list(results["skipped_failed"])
     if not failed:
         return
-    first = results["errors"].get(failed[0], "failed before") if results.get("errors") else "failed before"
+    first = (
+        results["errors"].get(failed[0], "failed before")
+        if results.get("errors")
+        else "failed before"
+    )
     raise PotstillError(
         f"reference {results['reference']!r} failed on {len(failed)} frame(s) (row {failed[0]}: {first}); "
         f"{results['labeled']} frames labeled and stored, the failures are recorded on the frames: "

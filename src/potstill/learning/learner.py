@@ -56,7 +56,9 @@ class CommitteeLearner:
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
-            raise PotstillError(f"unknown strategy {self.strategy!r}; accepted: {', '.join(STRATEGIES)}")
+            raise PotstillError(
+                f"unknown strategy {self.strategy!r}; accepted: {', '.join(STRATEGIES)}"
+            )
 
     def retrain(
         self,
@@ -79,17 +81,34 @@ class CommitteeLearner:
         members are saved (needed for an ``inherited`` warm start from them).
         """
         splits = next_splits(
-            self.strategy, previous.splits if previous else None, keys, new_keys,
-            n_members=self.config.committee, validation_fraction=self.config.validation_fraction, rngs=split_rngs,
+            self.strategy,
+            previous.splits if previous else None,
+            keys,
+            new_keys,
+            n_members=self.config.committee,
+            validation_fraction=self.config.validation_fraction,
+            rngs=split_rngs,
         )
         positions = [_expand(split, rows) for split in splits]
         warm = self.strategy == "inherited" and previous is not None
         trained = train_committee(
-            frames, self.reference, model=self.model, config=self.config, splits=positions, seeds=seeds,
-            warm_start=previous.member_paths if warm else None, out_dir=out_dir, executor=self.executor,
-            progress=self.progress, metadata={**(metadata or {}), "strategy": self.strategy},
+            frames,
+            self.reference,
+            model=self.model,
+            config=self.config,
+            splits=positions,
+            seeds=seeds,
+            warm_start=previous.member_paths if warm else None,
+            out_dir=out_dir,
+            executor=self.executor,
+            progress=self.progress,
+            metadata={**(metadata or {}), "strategy": self.strategy},
         )
-        paths = [Path(out_dir) / f"member_{k}.pt" for k in range(self.config.committee)] if out_dir else []
+        paths = (
+            [Path(out_dir) / f"member_{k}.pt" for k in range(self.config.committee)]
+            if out_dir
+            else []
+        )
         return Retrained(trained=trained, splits=splits, member_paths=paths)
 
 
@@ -97,5 +116,7 @@ def _expand(split: Split, rows: Mapping[int, Sequence[int]] | None) -> Split:
     """A split of keys as a split of frame positions."""
     if rows is None:
         return Split(train=list(split.train), validation=list(split.validation))
-    return Split(train=[r for key in split.train for r in rows[key]],
-                 validation=[r for key in split.validation for r in rows[key]])
+    return Split(
+        train=[r for key in split.train for r in rows[key]],
+        validation=[r for key in split.validation for r in rows[key]],
+    )

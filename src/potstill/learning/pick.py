@@ -17,7 +17,9 @@ from potstill.errors import PotstillError
 __all__ = ["budget_frames", "pick_highest"]
 
 
-def pick_highest(scores: np.ndarray, *, threshold: float | None = None, limit: int | None = None) -> np.ndarray:
+def pick_highest(
+    scores: np.ndarray, *, threshold: float | None = None, limit: int | None = None
+) -> np.ndarray:
     """Positions into ``scores (n,)`` of the candidates above ``threshold`` (all when
     None), highest first (ties: the earlier candidate), at most ``limit``."""
     scores = np.asarray(scores, dtype=float)
@@ -30,10 +32,14 @@ def budget_frames(budget: int | float, n_pool: int) -> int:
     """Frames a ``budget`` allows in a pool of ``n_pool``: a frame count as given, or a
     fraction ``0 < f <= 1`` of the pool rounded down."""
     if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)):
-        raise PotstillError(f"budget {budget!r}: give a frame count (int) or a pool fraction 0 < f <= 1")
+        raise PotstillError(
+            f"budget {budget!r}: give a frame count (int) or a pool fraction 0 < f <= 1"
+        )
     if isinstance(budget, (float, np.floating)):
         if not 0 < budget <= 1:
-            raise PotstillError(f"budget {budget!r}: a pool fraction must be 0 < f <= 1 (or give a frame count)")
+            raise PotstillError(
+                f"budget {budget!r}: a pool fraction must be 0 < f <= 1 (or give a frame count)"
+            )
         return int(np.floor(budget * n_pool + 1e-9))
     if budget < 1:
         raise PotstillError(f"budget {budget!r}: give at least 1 frame")

@@ -82,7 +82,9 @@ class ANIModel(torch.nn.Module):
         if not species or len(set(species)) != len(species):
             raise PotstillError(f"species must be distinct element symbols, got {species}")
         if activation not in ACTIVATIONS:
-            raise PotstillError(f"unknown activation {activation!r}; accepted: {', '.join(ACTIVATIONS)}")
+            raise PotstillError(
+                f"unknown activation {activation!r}; accepted: {', '.join(ACTIVATIONS)}"
+            )
         self.species = species
         self.aev_config = aev
         self.hidden = tuple(int(width) for width in hidden)
@@ -182,7 +184,9 @@ class ANIModel(torch.nn.Module):
         options.setdefault("device", self.device)
         return Batch.from_atoms(frames, self.species, self.cutoff, **options)
 
-    def aev(self, batch: Batch, *, positions: Tensor | None = None, cells: Tensor | None = None) -> Tensor:
+    def aev(
+        self, batch: Batch, *, positions: Tensor | None = None, cells: Tensor | None = None
+    ) -> Tensor:
         """Atomic environment vectors ``(n_total, aev_dim)`` of a batch.
 
         ``positions (n_total, 3)`` and ``cells (B, 3, 3)`` default to the batch's; pass
@@ -242,14 +246,19 @@ class ANIModel(torch.nn.Module):
         else:
             neighbors = Neighbors(pairs, diff_vectors.norm(dim=-1), diff_vectors)
             aev, aev_vjp = ani_aev_with_vjp(self.aev_computer, batch.species, neighbors)
-        outputs, energy_by_aev = element_outputs(self.networks, aev, batch.species, with_gradient=True)
+        outputs, energy_by_aev = element_outputs(
+            self.networks, aev, batch.species, with_gradient=True
+        )
         atomic = outputs + self.self_energies[batch.species]
         energy_by_diffs = aev_vjp(energy_by_aev)
         if kept is not None:
             energy_by_diffs = diff_vectors.new_zeros((batch.pairs.shape[1], 3)).index_copy_(
                 0, kept, energy_by_diffs
             )
-        return {"energy": self._frame_sums(batch, atomic), "atomic_energies": atomic}, energy_by_diffs
+        return {
+            "energy": self._frame_sums(batch, atomic),
+            "atomic_energies": atomic,
+        }, energy_by_diffs
 
     def _energy_and_gradient_for_training(self, batch: Batch, diff_vectors: Tensor):
         """Energies and ``dE/d(pair vectors) (P, 3)`` with a graph to the weights only.

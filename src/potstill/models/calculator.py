@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
+from potstill.aev.neighbors import FrameBatcher
 from potstill.errors import PotstillError
 from potstill.models.ani import ANIModel
 from potstill.models.checkpoint import load_checkpoint
 from potstill.models.committee import Committee
-from potstill.aev.neighbors import FrameBatcher
 
 __all__ = ["PotstillCalculator"]
 

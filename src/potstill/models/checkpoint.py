@@ -19,7 +19,13 @@ from potstill.errors import PotstillError
 from potstill.models.ani import ANIModel
 from potstill.models.committee import Committee
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "load_checkpoint", "parameter_checksum", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "load_checkpoint",
+    "parameter_checksum",
+    "save_checkpoint",
+]
 
 CHECKPOINT_FORMAT = "potstill-checkpoint"
 CHECKPOINT_VERSION = 1

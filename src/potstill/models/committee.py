@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from potstill.aev.neighbors import Batch
 from potstill.errors import PotstillError
 from potstill.models.ani import ANIModel
-from potstill.aev.neighbors import Batch
 
 __all__ = ["Committee"]
 

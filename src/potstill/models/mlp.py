@@ -23,7 +23,9 @@ ACTIVATIONS = {
 }
 
 
-def make_mlp(widths: Sequence[int], activation: str, generator: torch.Generator) -> torch.nn.Sequential:
+def make_mlp(
+    widths: Sequence[int], activation: str, generator: torch.Generator
+) -> torch.nn.Sequential:
     """Linear layers ``widths[0] -> ... -> widths[-1]`` with ``activation`` between them."""
     layers: list[torch.nn.Module] = []
     n_layers = len(widths) - 1
@@ -80,7 +82,9 @@ def mlp_with_vjp(network: torch.nn.Sequential, inputs: Tensor) -> tuple[Tensor, 
         if isinstance(layer, torch.nn.Linear):
             gradient = gradient @ layer.weight
         elif isinstance(layer, torch.nn.GELU):
-            gradient = torch.ops.aten.gelu_backward(gradient, layer_input, approximate=layer.approximate)
+            gradient = torch.ops.aten.gelu_backward(
+                gradient, layer_input, approximate=layer.approximate
+            )
         else:  # another elementwise activation: its derivative by autograd
             with torch.enable_grad():
                 layer_input = layer_input.detach().requires_grad_(True)

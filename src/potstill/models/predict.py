@@ -40,7 +40,9 @@ def predict(
     task = progress.add_task("predicting", total=len(frames)) if progress else None
     for start in range(0, len(frames), batch_size):
         chunk = list(frames[start : start + batch_size])
-        batch = Batch.from_atoms(chunk, species=model.species, cutoff=model.cutoff, dtype=dtype, device=device)
+        batch = Batch.from_atoms(
+            chunk, species=model.species, cutoff=model.cutoff, dtype=dtype, device=device
+        )
         with torch.no_grad():
             out = model(batch, forces=forces, stress=forces and all(a.pbc.all() for a in chunk))
         results.extend(_split(out, batch, chunk))
@@ -57,7 +59,12 @@ def _split(out: dict[str, torch.Tensor], batch: Batch, frames: Sequence[Atoms]) 
         entry = {"energy": float(out["energy"][b].detach())}
         if "energy_std" in out:
             entry["energy_std"] = float(out["energy_std"][b].detach())
-        for key, name in (("forces", "forces"), ("atomic_energies", "energies"), ("atomic_energies_std", "energies_std"), ("forces_std", "forces_std")):
+        for key, name in (
+            ("forces", "forces"),
+            ("atomic_energies", "energies"),
+            ("atomic_energies_std", "energies_std"),
+            ("forces_std", "forces_std"),
+        ):
             if key in out:
                 entry[name] = out[key].detach().cpu().numpy()[mask]
         if "stress" in out and atoms.pbc.all():

@@ -35,7 +35,11 @@ class ModelSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"preset": self.preset, "species": list(self.species), "overrides": dict(self.overrides)}
+        return {
+            "preset": self.preset,
+            "species": list(self.species),
+            "overrides": dict(self.overrides),
+        }
 
 
 class ModelConfig(Section):

@@ -94,7 +94,9 @@ def make_calculator(kind: str, **options: Any) -> Calculator:
         raise PotstillError(f"unknown reference {kind!r}; available references are {available()}")
     module_name, func_name = target.split(":")
     try:
-        factory: Callable[..., Calculator] = getattr(importlib.import_module(module_name), func_name)
+        factory: Callable[..., Calculator] = getattr(
+            importlib.import_module(module_name), func_name
+        )
     except (ImportError, AttributeError) as error:
         raise PotstillError(f"reference {kind!r}: cannot import {target} ({error})") from error
     return factory(**{**defaults, **options})

@@ -212,7 +212,10 @@ def create_system(
     )
     n = len(types)
     created = lmp.create_atoms(
-        n, list(range(1, n + 1)), types.tolist(), geometry.positions.ravel().tolist(),
+        n,
+        list(range(1, n + 1)),
+        types.tolist(),
+        geometry.positions.ravel().tolist(),
         shrinkexceed=not geometry.periodic,
     )
     if created != n:

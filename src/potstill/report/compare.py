@@ -30,7 +30,10 @@ def compare_plot(table: Sequence[Mapping], *, path: str | Path, title: str | Non
     axes = fig.subplots(1, len(PANELS))
     for ax, (metric, label) in zip(axes, PANELS):
         for selector in selectors:
-            rows = sorted((r for r in table if r["selector"] == selector and r.get(metric)), key=lambda r: r["n_train"])
+            rows = sorted(
+                (r for r in table if r["selector"] == selector and r.get(metric)),
+                key=lambda r: r["n_train"],
+            )
             if not rows:
                 continue
             x = [r["n_train"] for r in rows]
@@ -70,9 +73,15 @@ def compare_markdown(table: Sequence[Mapping]) -> str:
         cells = [str(row["n_train"]), row["selector"]]
         for metric, _, digits in _COLUMNS:
             value = row.get(metric)
-            cells.append("-" if not value else f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}")
+            cells.append(
+                "-" if not value else f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
+            )
         fraction = row.get("stable_fraction")
-        cells.append("-" if fraction is None else f"{round(fraction * len(row['seeds']))}/{len(row['seeds'])}")
+        cells.append(
+            "-"
+            if fraction is None
+            else f"{round(fraction * len(row['seeds']))}/{len(row['seeds'])}"
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -84,8 +93,14 @@ def _legend(selector: str, rows: Sequence[Mapping]) -> str:
     return f"{selector} (stable {100 * sum(fractions) / len(fractions):.0f}%)"
 
 
-def coverage_plot(pool: Mapping[int, float], test: Mapping[int, float], picks: Mapping[str, Sequence[float]], *,
-                  path: str | Path, title: str | None = None) -> Path:
+def coverage_plot(
+    pool: Mapping[int, float],
+    test: Mapping[int, float],
+    picks: Mapping[str, Sequence[float]],
+    *,
+    path: str | Path,
+    title: str | None = None,
+) -> Path:
     """Density histograms of the reference energy per atom (eV) of the ``pool`` and
     ``test`` frames (``{id: energy}``) and of each selector's ``picks``
     (``{label: energies}``), on common bins, as a PNG at ``path``."""
@@ -94,9 +109,19 @@ def coverage_plot(pool: Mapping[int, float], test: Mapping[int, float], picks: M
     bins = np.linspace(min(everything), max(everything), 41)
     fig = _figure(figsize=(6.0, 3.8))
     ax = fig.subplots()
-    ax.hist(list(pool.values()), bins=bins, density=True, color="tab:gray", alpha=0.35, label="pool")
-    ax.hist(list(test.values()), bins=bins, density=True, histtype="step", color="black", lw=1.5, ls="--",
-            label="test pool")
+    ax.hist(
+        list(pool.values()), bins=bins, density=True, color="tab:gray", alpha=0.35, label="pool"
+    )
+    ax.hist(
+        list(test.values()),
+        bins=bins,
+        density=True,
+        histtype="step",
+        color="black",
+        lw=1.5,
+        ls="--",
+        label="test pool",
+    )
     for label, values in picks.items():
         ax.hist(list(values), bins=bins, density=True, histtype="step", lw=1.3, label=label)
     ax.set_xlabel("reference energy (eV/atom)")
@@ -111,11 +136,20 @@ def coverage_markdown(coverage: Mapping) -> str:
     """:func:`potstill.workflows.compare.selection_coverage` as a markdown table: the
     pool's and test pool's percentiles, then each (frames, selector)'s picks."""
     keys = ("p5", "p25", "p50", "p75", "p95")
-    lines = ["| frames | selector | " + " | ".join(keys) + " | picks below pool p25 |", "|" + "---|" * 8]
+    lines = [
+        "| frames | selector | " + " | ".join(keys) + " | picks below pool p25 |",
+        "|" + "---|" * 8,
+    ]
     for name in ("pool", "test"):
-        lines.append(f"| | {name} | " + " | ".join(f"{coverage[name][k]:.3f}" for k in keys) +
-                     (" | 25 % |" if name == "pool" else " | - |"))
+        lines.append(
+            f"| | {name} | "
+            + " | ".join(f"{coverage[name][k]:.3f}" for k in keys)
+            + (" | 25 % |" if name == "pool" else " | - |")
+        )
     for row in coverage["selected"]:
-        lines.append(f"| {row['n_train']} | {row['selector']} | " + " | ".join(f"{row[k]:.3f}" for k in keys) +
-                     f" | {100 * row['below_pool_p25']:.0f} % |")
+        lines.append(
+            f"| {row['n_train']} | {row['selector']} | "
+            + " | ".join(f"{row[k]:.3f}" for k in keys)
+            + f" | {100 * row['below_pool_p25']:.0f} % |"
+        )
     return "\n".join(lines) + "\n"

@@ -14,8 +14,13 @@ from potstill.report.plots import _figure, _png_path, _save
 TARGET_MEV_PER_ATOM = 2.0  # seed 000: 17 % of the pool reaches MAE < 2 meV/atom
 
 
-def distill_curve(curve: Sequence[Mapping], *, path: str | Path, title: str | None = None,
-                  baseline: float | None = None) -> Path:
+def distill_curve(
+    curve: Sequence[Mapping],
+    *,
+    path: str | Path,
+    title: str | None = None,
+    baseline: float | None = None,
+) -> Path:
     """Plot ``curve`` rows (``iteration``, ``pool_energy_mae_meV_per_atom``,
     ``fraction_kept``) of a distillation record as a PNG at ``path``; ``baseline``
     (meV/atom): the pool MAE of the same committee trained on all frames, drawn with
@@ -34,7 +39,9 @@ def distill_curve(curve: Sequence[Mapping], *, path: str | Path, title: str | No
     ax.patch.set_visible(False)
     ax.plot(iterations, mae, "o-", color="tab:blue", label="committee energy MAE on the pool")
     for x, y, k in zip(iterations, mae, kept):
-        ax.annotate(f"{k:.1f}%", (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+        ax.annotate(
+            f"{k:.1f}%", (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8
+        )
     ax.axhline(TARGET_MEV_PER_ATOM, color="tab:red", ls="--", lw=1, label="2 meV/atom")
     low = min(min(mae), TARGET_MEV_PER_ATOM)
     if baseline is not None:
@@ -58,18 +65,23 @@ def distill_curve(curve: Sequence[Mapping], *, path: str | Path, title: str | No
 def distill_markdown(curve: Sequence[Mapping], baseline: Mapping | None = None) -> str:
     """The curve as a markdown table (per iteration: chunk, frames added and kept, the
     threshold, the pool MAE), with the all-frames baseline's MAE as a last row."""
-    lines = ["| iteration | chunk | added | kept | kept (% of pool) | threshold (meV) | pool energy MAE (meV/atom) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| iteration | chunk | added | kept | kept (% of pool) | threshold (meV) | pool energy MAE (meV/atom) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in curve:
         threshold = row.get("threshold_eV")
         mae = row.get("pool_energy_mae_meV_per_atom")
         lines.append(
             f"| {_label(row)} | {_chunk(row)} | {row['n_new']} | {row['n_selected']} | "
             f"{100 * row['fraction_kept']:.1f} | {'-' if threshold is None else f'{1000 * threshold:.1f}'} | "
-            f"{'-' if mae is None else f'{mae:.2f}'} |")
+            f"{'-' if mae is None else f'{mae:.2f}'} |"
+        )
     if baseline and baseline.get("pool_energy_mae_meV_per_atom") is not None:
-        lines.append(f"| all frames | | | {baseline.get('n_selected')} | 100.0 | - | "
-                     f"{baseline['pool_energy_mae_meV_per_atom']:.2f} |")
+        lines.append(
+            f"| all frames | | | {baseline.get('n_selected')} | 100.0 | - | "
+            f"{baseline['pool_energy_mae_meV_per_atom']:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -26,8 +26,11 @@ def write_html(
     """Write the report page; ``tables`` are (caption, markdown table), ``figures`` PNG
     paths (linked relative to the page)."""
     path = Path(path)
-    parts = [f"<h1>{html.escape(title)}</h1>", "<p><a href='../index.html'>all stages of this run</a></p>",
-             "<table class='kv'>"]
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        "<p><a href='../index.html'>all stages of this run</a></p>",
+        "<table class='kv'>",
+    ]
     for label, value, unit in _headline(summary):
         parts.append(f"<tr><th>{label}</th><td>{value:.4g} {unit}</td></tr>")
     parts.append("</table>")
@@ -35,22 +38,34 @@ def write_html(
         parts.append(f"<h2>{html.escape(caption)}</h2>{_markdown_table(table)}")
     for figure in figures:
         name = Path(figure).name
-        parts.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(name)}'><figcaption>{html.escape(name)}</figcaption></figure>")
-    parts.append("<h2>summary.json</h2><pre>" + html.escape(json.dumps(_headline_only(summary), indent=2, default=str)) + "</pre>")
+        parts.append(
+            f"<figure><img src='{html.escape(name)}' alt='{html.escape(name)}'><figcaption>{html.escape(name)}</figcaption></figure>"
+        )
+    parts.append(
+        "<h2>summary.json</h2><pre>"
+        + html.escape(json.dumps(_headline_only(summary), indent=2, default=str))
+        + "</pre>"
+    )
     path.write_text(_page(title, parts))
     return path
 
 
-def write_index(path: str | Path, *, title: str, summary: dict, pages: Sequence[tuple[str, str]]) -> Path:
+def write_index(
+    path: str | Path, *, title: str, summary: dict, pages: Sequence[tuple[str, str]]
+) -> Path:
     """Write the run's index: one link per stage page (``pages``: stage name and the
     page's path relative to the index) with the stage's headline numbers."""
     path = Path(path)
     parts = [f"<h1>{html.escape(title)}</h1>", "<table><tr><th>stage</th><th>headline</th></tr>"]
     for name, link in pages:
         stage = summary.get(name) if isinstance(summary.get(name), dict) else {}
-        headline = ", ".join(f"{label} {value:.4g} {unit}" for label, value, unit in _headline(stage))
-        parts.append(f"<tr><td><a href='{html.escape(link)}'>{html.escape(name)}</a></td>"
-                     f"<td>{html.escape(headline)}</td></tr>")
+        headline = ", ".join(
+            f"{label} {value:.4g} {unit}" for label, value, unit in _headline(stage)
+        )
+        parts.append(
+            f"<tr><td><a href='{html.escape(link)}'>{html.escape(name)}</a></td>"
+            f"<td>{html.escape(headline)}</td></tr>"
+        )
     parts.append("</table><p>Every stage's numbers: <a href='summary.json'>summary.json</a></p>")
     path.write_text(_page(title, parts))
     return path
@@ -85,7 +100,10 @@ def _markdown_table(table: str) -> str:
     if not rows:
         return ""
     head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>" for r in rows[1:])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>"
+        for r in rows[1:]
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 

@@ -21,8 +21,15 @@ def _figure(*size):
     return Figure(figsize=size)
 
 
-def traces_plot(plain: Mapping[str, np.ndarray], momt: Mapping[str, np.ndarray], path: str | Path, *,
-                n_atoms: int, timestep_fs: float = 1.0, title: str = "") -> Path:
+def traces_plot(
+    plain: Mapping[str, np.ndarray],
+    momt: Mapping[str, np.ndarray],
+    path: str | Path,
+    *,
+    n_atoms: int,
+    timestep_fs: float = 1.0,
+    title: str = "",
+) -> Path:
     """Seed 000 Fig. S1 layout: E per atom (top) and O / N (bottom) vs time, plain NPT
     runs on the left (a), MOMT on the right (b), one line per named trace."""
     fig = _figure(11, 6)
@@ -50,8 +57,13 @@ def traces_plot(plain: Mapping[str, np.ndarray], momt: Mapping[str, np.ndarray],
     return Path(path)
 
 
-def reweighting_plot(histograms: Mapping[float, tuple[np.ndarray, np.ndarray, np.ndarray]],
-                     balance, path: str | Path, *, n_atoms: int) -> Path:
+def reweighting_plot(
+    histograms: Mapping[float, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    balance,
+    path: str | Path,
+    *,
+    n_atoms: int,
+) -> Path:
     """Reweighted ln P(H, O) at a few temperatures and dG(T) with the melting point.
 
     ``histograms``: T (K) -> (P (n_h, n_o), h_edges eV, o_edges); ``balance``: a
@@ -63,7 +75,9 @@ def reweighting_plot(histograms: Mapping[float, tuple[np.ndarray, np.ndarray, np
     for ax, (T, (hist, h_edges, o_edges)) in zip(axes, histograms.items()):
         with np.errstate(divide="ignore"):
             image = np.log(hist.T)
-        ax.pcolormesh(h_edges / n_atoms, o_edges / n_atoms, np.ma.masked_invalid(image), shading="flat")
+        ax.pcolormesh(
+            h_edges / n_atoms, o_edges / n_atoms, np.ma.masked_invalid(image), shading="flat"
+        )
         ax.set_xlabel("H (eV/atom)")
         ax.set_ylabel("O / N")
         ax.set_title(f"ln P(H, O), T = {T:.0f} K")
@@ -71,7 +85,9 @@ def reweighting_plot(histograms: Mapping[float, tuple[np.ndarray, np.ndarray, np
     ax.plot(balance.temperatures_K, balance.dG_eV / n_atoms * 1000.0, "o-", ms=3)
     ax.axhline(0.0, color="grey", lw=0.8)
     if balance.melting_K is not None:
-        ax.axvline(balance.melting_K, color="C3", ls="--", lw=1, label=f"T_m = {balance.melting_K:.0f} K")
+        ax.axvline(
+            balance.melting_K, color="C3", ls="--", lw=1, label=f"T_m = {balance.melting_K:.0f} K"
+        )
         ax.legend(fontsize=8)
     ax.set_xlabel("T (K)")
     ax.set_ylabel("G_liquid - G_solid (meV/atom)")

@@ -77,8 +77,13 @@ def parity_panel(
         key, quantity, unit, error_unit, error_scale = panel
         ref, pred = pairs[key]
         _draw_parity(
-            ax, ref, pred, quantity=quantity, unit=unit,
-            error_unit=error_unit, error_scale=error_scale,
+            ax,
+            ref,
+            pred,
+            quantity=quantity,
+            unit=unit,
+            error_unit=error_unit,
+            error_scale=error_scale,
         )
     if title:
         fig.suptitle(title)

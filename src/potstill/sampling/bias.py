@@ -52,7 +52,9 @@ class WangLandau(Section):
     @model_validator(mode="after")
     def _check(self) -> WangLandau:
         if not self.ln_f_final <= self.ln_f0:
-            raise ValueError(f"Wang-Landau needs 0 < ln_f_final <= ln_f0, got {self.ln_f_final} and {self.ln_f0}")
+            raise ValueError(
+                f"Wang-Landau needs 0 < ln_f_final <= ln_f0, got {self.ln_f_final} and {self.ln_f0}"
+            )
         return self
 
 
@@ -91,7 +93,9 @@ class BiasGrid:
         self._pad()
 
     @classmethod
-    def empty(cls, h_range, o_range, n_h: int = 60, n_o: int = 100, *, ln_f: float = 1.0) -> "BiasGrid":
+    def empty(
+        cls, h_range, o_range, n_h: int = 60, n_o: int = 100, *, ln_f: float = 1.0
+    ) -> "BiasGrid":
         """A zero bias (plain NPT at T0) on ``n_h x n_o`` bins."""
         return cls(h_range, o_range, np.zeros((int(n_h), int(n_o))), ln_f=ln_f)
 
@@ -104,12 +108,18 @@ class BiasGrid:
     def widths(self) -> tuple[float, float]:
         """Bin widths (eV, 1)."""
         n_h, n_o = self.shape
-        return ((self.h_range[1] - self.h_range[0]) / n_h, (self.o_range[1] - self.o_range[0]) / n_o)
+        return (
+            (self.h_range[1] - self.h_range[0]) / n_h,
+            (self.o_range[1] - self.o_range[0]) / n_o,
+        )
 
     def centres(self) -> tuple[np.ndarray, np.ndarray]:
         """Bin centres in H (eV, (n_h,)) and O ((n_o,))."""
         (n_h, n_o), (wh, wo) = self.shape, self.widths
-        return (self.h_range[0] + (np.arange(n_h) + 0.5) * wh, self.o_range[0] + (np.arange(n_o) + 0.5) * wo)
+        return (
+            self.h_range[0] + (np.arange(n_h) + 0.5) * wh,
+            self.o_range[0] + (np.arange(n_o) + 0.5) * wo,
+        )
 
     def bin_of(self, h: float, o: float) -> tuple[int, int] | None:
         """Indices of the bin holding (h, o), or None outside the grid."""
@@ -168,7 +178,9 @@ class BiasGrid:
         cols = j + _OFFSETS
         keep_r = (rows >= 0) & (rows < n_h)
         keep_c = (cols >= 0) & (cols < n_o)
-        self.values[np.ix_(rows[keep_r], cols[keep_c])] += kT * self.ln_f * _KERNEL[np.ix_(keep_r, keep_c)]
+        self.values[np.ix_(rows[keep_r], cols[keep_c])] += (
+            kT * self.ln_f * _KERNEL[np.ix_(keep_r, keep_c)]
+        )
         self._pad()
         self.histogram[i, j] += 1
         self.visits[i, j] += 1
@@ -179,7 +191,11 @@ class BiasGrid:
         """Every bin visited this stage has at least ``flatness`` x the mean visits, and
         the mean is at least ``min_mean_visits`` (a few visits are not a histogram)."""
         counts = self.histogram[self.histogram > 0]
-        return counts.size > 1 and counts.mean() >= min_mean_visits and counts.min() >= flatness * counts.mean()
+        return (
+            counts.size > 1
+            and counts.mean() >= min_mean_visits
+            and counts.min() >= flatness * counts.mean()
+        )
 
     def advance(self, schedule: WangLandau) -> bool:
         """End the stage if flat (or too long): halve ln f, reset counts; freeze below
@@ -220,8 +236,11 @@ class BiasGrid:
     # -- persistence ---------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {
-            "bias_h_range": np.array(self.h_range), "bias_o_range": np.array(self.o_range),
-            "bias_values": self.values, "bias_histogram": self.histogram, "bias_visits": self.visits,
+            "bias_h_range": np.array(self.h_range),
+            "bias_o_range": np.array(self.o_range),
+            "bias_values": self.values,
+            "bias_histogram": self.histogram,
+            "bias_visits": self.visits,
             "bias_state": np.array([self.ln_f, self.stage, self.stage_updates, float(self.frozen)]),
         }
 
@@ -229,9 +248,15 @@ class BiasGrid:
     def from_arrays(cls, data) -> "BiasGrid":
         ln_f, stage, stage_updates, frozen = (float(x) for x in data["bias_state"])
         return cls(
-            tuple(data["bias_h_range"]), tuple(data["bias_o_range"]), np.array(data["bias_values"]),
-            histogram=np.array(data["bias_histogram"]), visits=np.array(data["bias_visits"]),
-            ln_f=ln_f, stage=int(stage), stage_updates=int(stage_updates), frozen=bool(frozen),
+            tuple(data["bias_h_range"]),
+            tuple(data["bias_o_range"]),
+            np.array(data["bias_values"]),
+            histogram=np.array(data["bias_histogram"]),
+            visits=np.array(data["bias_visits"]),
+            ln_f=ln_f,
+            stage=int(stage),
+            stage_updates=int(stage_updates),
+            frozen=bool(frozen),
         )
 
     def save(self, path: str | Path) -> None:
@@ -247,7 +272,9 @@ class BiasGrid:
             with np.load(path) as data:
                 return cls.from_arrays(data)
         except (OSError, KeyError, ValueError) as error:
-            raise PotstillError(f"cannot read the MOMT bias {path}: {error}; delete it to start anew") from error
+            raise PotstillError(
+                f"cannot read the MOMT bias {path}: {error}; delete it to start anew"
+            ) from error
 
 
 def _clamped(u: float, top: int) -> tuple[float, float]:
@@ -277,7 +304,19 @@ def _catmull_rom(t: float) -> np.ndarray:
     """Catmull-Rom weights of nodes (-1, 0, 1, 2) at fraction ``t`` (row 0) and their
     t-derivatives (row 1), (2, 4)."""
     t2, t3 = t * t, t * t * t
-    return np.array([
-        [0.5 * (-t3 + 2 * t2 - t), 0.5 * (3 * t3 - 5 * t2 + 2), 0.5 * (-3 * t3 + 4 * t2 + t), 0.5 * (t3 - t2)],
-        [0.5 * (-3 * t2 + 4 * t - 1), 0.5 * (9 * t2 - 10 * t), 0.5 * (-9 * t2 + 8 * t + 1), 0.5 * (3 * t2 - 2 * t)],
-    ])
+    return np.array(
+        [
+            [
+                0.5 * (-t3 + 2 * t2 - t),
+                0.5 * (3 * t3 - 5 * t2 + 2),
+                0.5 * (-3 * t3 + 4 * t2 + t),
+                0.5 * (t3 - t2),
+            ],
+            [
+                0.5 * (-3 * t2 + 4 * t - 1),
+                0.5 * (9 * t2 - 10 * t),
+                0.5 * (-9 * t2 + 8 * t + 1),
+                0.5 * (3 * t2 - 2 * t),
+            ],
+        ]
+    )

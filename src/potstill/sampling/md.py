@@ -110,8 +110,15 @@ Config = MDConfig
 OWNS: tuple[str, ...] = ()  # the sample stage's pool and record are all this sampler writes
 
 
-def run(config: MDConfig, *, species: Sequence[str], reference: ReferenceConfig, stage: Stage, executor=None,
-        progress=None) -> dict:
+def run(
+    config: MDConfig,
+    *,
+    species: Sequence[str],
+    reference: ReferenceConfig,
+    stage: Stage,
+    executor=None,
+    progress=None,
+) -> dict:
     """Sample every start into the run's pool; an interrupted run starts again (it is
     seeded, so it gives the same frames)."""
     unknown = sorted({start.element for start in config.starts()} - set(species))
@@ -125,11 +132,19 @@ def run(config: MDConfig, *, species: Sequence[str], reference: ReferenceConfig,
         atoms = start.build()
         n_atoms.append(len(atoms))
         frames = sample_md(
-            atoms, **potential, reference_name=reference.name, ensemble=config.ensemble,
-            temperatures_K=config.temperatures_K, ramp=config.ramp,
-            steps_per_temperature=config.steps_per_temperature, equilibration_steps=config.equilibration_steps,
-            interval=config.interval, timestep_fs=config.timestep_fs, pressure_bar=config.pressure_bar,
-            seed=config.seed + k, progress=progress is not None,
+            atoms,
+            **potential,
+            reference_name=reference.name,
+            ensemble=config.ensemble,
+            temperatures_K=config.temperatures_K,
+            ramp=config.ramp,
+            steps_per_temperature=config.steps_per_temperature,
+            equilibration_steps=config.equilibration_steps,
+            interval=config.interval,
+            timestep_fs=config.timestep_fs,
+            pressure_bar=config.pressure_bar,
+            seed=config.seed + k,
+            progress=progress is not None,
         )
         n_frames += pool.add_stream(_tagged(frames, start_structure=start.lattice), chunk=200)
     return {"n_frames": n_frames, "n_atoms": n_atoms, "store": pool.url}
@@ -189,23 +204,37 @@ def sample_md(
     """
     segments = _plan_segments(temperatures_K, equilibration_steps, ramp=ramp)
     _check_options(
-        atoms, ensemble=ensemble, barostat=barostat, steps=steps_per_temperature,
-        interval=interval, timestep_fs=timestep_fs, tdamp_fs=tdamp_fs, pdamp_fs=pdamp_fs,
+        atoms,
+        ensemble=ensemble,
+        barostat=barostat,
+        steps=steps_per_temperature,
+        interval=interval,
+        timestep_fs=timestep_fs,
+        tdamp_fs=tdamp_fs,
+        pdamp_fs=pdamp_fs,
     )
     pair = make_pair_potential(
         pair_style, potential, elements, pair_coeff_extra=pair_coeff_extra, masses=masses
     )
     types = pair.types_of(atoms, reference=reference_name)
-    fix = _fix_command(ensemble, barostat=barostat, pressure_bar=pressure_bar,
-                       tdamp_fs=tdamp_fs, pdamp_fs=pdamp_fs)
+    fix = _fix_command(
+        ensemble, barostat=barostat, pressure_bar=pressure_bar, tdamp_fs=tdamp_fs, pdamp_fs=pdamp_fs
+    )
     setup = [
         f"timestep {float(timestep_fs) / _FS_PER_PS!r}",
         f"velocity all create {segments[0].start_K!r} {_lammps_seed(seed)} "
         "mom yes rot yes dist gaussian",
     ]
     return _run(
-        atoms, pair, types, setup, fix, segments,
-        steps=steps_per_temperature, interval=interval, reference_name=reference_name,
+        atoms,
+        pair,
+        types,
+        setup,
+        fix,
+        segments,
+        steps=steps_per_temperature,
+        interval=interval,
+        reference_name=reference_name,
         provenance={"sampler": "md", "ensemble": ensemble, "seed": int(seed)},
         progress=progress,
     )
@@ -234,9 +263,15 @@ def _run(
         with _Progress(total_steps, progress) as bar:
             for segment in segments:
                 yield from _run_segment(
-                    lmp, segment, fix, atoms.get_chemical_symbols(),
-                    steps=steps, interval=interval, reference_name=reference_name,
-                    provenance=provenance, bar=bar,
+                    lmp,
+                    segment,
+                    fix,
+                    atoms.get_chemical_symbols(),
+                    steps=steps,
+                    interval=interval,
+                    reference_name=reference_name,
+                    provenance=provenance,
+                    bar=bar,
                 )
     finally:
         lmp.close()
@@ -272,8 +307,9 @@ def _run_segment(
         bar.advance(chunk)
         if done % interval == 0:
             target_K = segment.target_K(done / steps)
-            yield _read_frame(lmp, symbols, reference_name,
-                              {**provenance, "temperature_K": target_K})
+            yield _read_frame(
+                lmp, symbols, reference_name, {**provenance, "temperature_K": target_K}
+            )
 
 
 def _set_thermostat(lmp: "lammps.lammps", fix: str, start_K: float, stop_K: float) -> None:
@@ -282,9 +318,7 @@ def _set_thermostat(lmp: "lammps.lammps", fix: str, start_K: float, stop_K: floa
     lmp.command(fix.format(start=repr(float(start_K)), stop=repr(float(stop_K))))
 
 
-def _read_frame(
-    lmp: "lammps.lammps", symbols: list[str], reference_name: str, info: dict
-) -> Atoms:
+def _read_frame(lmp: "lammps.lammps", symbols: list[str], reference_name: str, info: dict) -> Atoms:
     """The current LAMMPS state as a labeled frame in the LAMMPS frame."""
     n = len(symbols)
     boxlo, boxhi, xy, yz, xz, _, _ = lmp.extract_box()
@@ -300,8 +334,12 @@ def _read_frame(
     frame.set_momenta(velocities * _LAMMPS_VELOCITY_TO_ASE * frame.get_masses()[:, None])
     raw = read_results(lmp, n)
     set_labels(
-        frame, reference_name, energy=raw["energy"], forces=raw["forces"],
-        stress=raw["stress"], energies=raw["energies"],
+        frame,
+        reference_name,
+        energy=raw["energy"],
+        forces=raw["forces"],
+        stress=raw["stress"],
+        energies=raw["energies"],
     )
     frame.info.update(info, step=_current_step(lmp))
     return frame
@@ -328,8 +366,15 @@ def _plan_segments(
 
 
 def _check_options(
-    atoms: Atoms, *, ensemble: str, barostat: str, steps: int, interval: int,
-    timestep_fs: float, tdamp_fs: float, pdamp_fs: float,
+    atoms: Atoms,
+    *,
+    ensemble: str,
+    barostat: str,
+    steps: int,
+    interval: int,
+    timestep_fs: float,
+    tdamp_fs: float,
+    pdamp_fs: float,
 ) -> None:
     if ensemble not in ENSEMBLES:
         raise PotstillError(f"unknown ensemble {ensemble!r}; use one of {list(ENSEMBLES)}")

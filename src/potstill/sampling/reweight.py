@@ -25,7 +25,9 @@ from potstill.errors import PotstillError
 def log_weights(enthalpy: np.ndarray, bias: np.ndarray, T0_K: float, T_K: float) -> np.ndarray:
     """Normalised log weights (n_samples,) of MOMT samples at temperature ``T_K``."""
     enthalpy = np.asarray(enthalpy, dtype=float)
-    log_w = -enthalpy / (units.kB * T_K) + (enthalpy + np.asarray(bias, dtype=float)) / (units.kB * T0_K)
+    log_w = -enthalpy / (units.kB * T_K) + (enthalpy + np.asarray(bias, dtype=float)) / (
+        units.kB * T0_K
+    )
     return log_w - _logsumexp(log_w)
 
 
@@ -86,8 +88,14 @@ def phase_balance(
 
 
 def reweighted_histogram(
-    enthalpy: np.ndarray, order: np.ndarray, bias: np.ndarray, *, T0_K: float, T_K: float,
-    h_edges: np.ndarray, o_edges: np.ndarray,
+    enthalpy: np.ndarray,
+    order: np.ndarray,
+    bias: np.ndarray,
+    *,
+    T0_K: float,
+    T_K: float,
+    h_edges: np.ndarray,
+    o_edges: np.ndarray,
 ) -> np.ndarray:
     """P_T(H, O) on the given bin edges, (len(h_edges) - 1, len(o_edges) - 1), sums to 1."""
     weights = np.exp(log_weights(enthalpy, bias, T0_K, T_K))

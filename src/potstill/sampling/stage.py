@@ -19,8 +19,15 @@ from potstill.sampling import get_sampler
 __all__ = ["sample"]
 
 
-def sample(config: Any, *, species: Sequence[str], reference: ReferenceConfig, run: RunDir,
-           executor: Executor | None = None, progress=None) -> dict:
+def sample(
+    config: Any,
+    *,
+    species: Sequence[str],
+    reference: ReferenceConfig,
+    run: RunDir,
+    executor: Executor | None = None,
+    progress=None,
+) -> dict:
     """Fill ``run.pool`` with the sampler ``config.sampler`` (see the module docstring);
     returns the sampler's results."""
     sampler = get_sampler(config.sampler)
@@ -30,11 +37,20 @@ def sample(config: Any, *, species: Sequence[str], reference: ReferenceConfig, r
         return finished
     stage.claim()
     started = time.time()
-    results = sampler.run(config, species=species, reference=reference, stage=stage, executor=executor,
-                          progress=progress)
+    results = sampler.run(
+        config,
+        species=species,
+        reference=reference,
+        stage=stage,
+        executor=executor,
+        progress=progress,
+    )
     stage.write_record(inputs=config.model_dump(), results=results, started=started)
     figures = [stage.report / name for name in results.get("figures", [])]
-    stage.publish({k: v for k, v in results.items() if k != "figures"} | {"wall_time_s": round(time.time() - started, 1)},
-                  title=f"sample ({config.sampler}): {results.get('n_frames', results.get('n_selected'))} frames",
-                  figures=figures)
+    stage.publish(
+        {k: v for k, v in results.items() if k != "figures"}
+        | {"wall_time_s": round(time.time() - started, 1)},
+        title=f"sample ({config.sampler}): {results.get('n_frames', results.get('n_selected'))} frames",
+        figures=figures,
+    )
     return results

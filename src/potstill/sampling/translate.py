@@ -102,18 +102,37 @@ Config = TranslateSamplerConfig
 OWNS: tuple[str, ...] = ()
 
 
-def run(config: TranslateSamplerConfig, *, species: Sequence[str], reference: ReferenceConfig, stage: Stage,
-        executor: Executor | None = None, progress=None) -> dict:
+def run(
+    config: TranslateSamplerConfig,
+    *,
+    species: Sequence[str],
+    reference: ReferenceConfig,
+    stage: Stage,
+    executor: Executor | None = None,
+    progress=None,
+) -> dict:
     """Translate ``config.translate.source`` into the run's pool, labeled by the run's
     reference; an interrupted translation resumes without relabeling finished frames."""
     t = config.translate
     element = reference_element(reference.kind, reference.options)
     if element is not None and element not in species:
-        raise PotstillError(f"translation target {element} (reference {reference.kind}) not in species {list(species)}")
+        raise PotstillError(
+            f"translation target {element} (reference {reference.kind}) not in species {list(species)}"
+        )
     return translate_store(
-        t.source, stage.run.pool, source_reference=t.from_reference, target_reference=reference.kind,
-        target_options=reference.options, structure=t.structure, scale_factor=t.scale, label=reference.name,
-        n=t.n, seed=t.seed, resume=True, executor=executor, progress=progress,
+        t.source,
+        stage.run.pool,
+        source_reference=t.from_reference,
+        target_reference=reference.kind,
+        target_options=reference.options,
+        structure=t.structure,
+        scale_factor=t.scale,
+        label=reference.name,
+        n=t.n,
+        seed=t.seed,
+        resume=True,
+        executor=executor,
+        progress=progress,
     )
 
 
@@ -145,7 +164,9 @@ def lattice_scale(
     :func:`reference_element`); references with several elements or none need them.
     """
     if structure not in STRUCTURES:
-        raise PotstillError(f"unknown structure {structure!r} for the lattice ratio; use one of {STRUCTURES}")
+        raise PotstillError(
+            f"unknown structure {structure!r} for the lattice ratio; use one of {STRUCTURES}"
+        )
     source_element = _element(source_reference, source_element, source_options, "source")
     target_element = _element(target_reference, target_element, target_options, "target")
     relaxed = {}
@@ -198,7 +219,9 @@ def translate_frame(atoms: Atoms, scale: LatticeScale, *, source_id: int | None 
             continue
         out.arrays[key] = np.array(value)
     for key, value in atoms.info.items():
-        if key == "store_id" or (key.endswith(_LABEL_INFO_SUFFIXES) and key.rsplit("_", 1)[0] in labels):
+        if key == "store_id" or (
+            key.endswith(_LABEL_INFO_SUFFIXES) and key.rsplit("_", 1)[0] in labels
+        ):
             continue
         out.info[f"source_{key}"] = value
     out.info.update(
@@ -250,10 +273,21 @@ def translate_store(
     if str(source) == str(out):
         raise PotstillError("the output store must differ from the source store")
     source_store = Store(source, create=False)
-    target = build(ReferenceConfig, kind=target_reference, name=label or default_name(target_reference),
-                   options=dict(target_options or {}))
-    scale = _scale(source_reference, target_reference, structure, scale_factor, source_element, target_element,
-                   target_options)
+    target = build(
+        ReferenceConfig,
+        kind=target_reference,
+        name=label or default_name(target_reference),
+        options=dict(target_options or {}),
+    )
+    scale = _scale(
+        source_reference,
+        target_reference,
+        structure,
+        scale_factor,
+        source_element,
+        target_element,
+        target_options,
+    )
     todo = _subset(source_store.ids(), n, seed)
     out_store = _open_output(out, resume=resume, overwrite=overwrite)
     done = _already_translated(out_store, scale)
@@ -261,8 +295,12 @@ def translate_store(
     for start in range(0, len(remaining), chunk):
         ids = remaining[start : start + chunk]
         out_store.add([translate_frame(atoms, scale) for atoms in source_store.get(ids)])
-    labels = label_store(out_store, target, executor=executor, chunk=chunk, retry_failed=resume, progress=progress)
-    check_failures(labels, f"potstill translate --resume (or `potstill label {out} --retry-failed`)")
+    labels = label_store(
+        out_store, target, executor=executor, chunk=chunk, retry_failed=resume, progress=progress
+    )
+    check_failures(
+        labels, f"potstill translate --resume (or `potstill label {out} --retry-failed`)"
+    )
     return {
         "source": str(source),
         "out": str(out),
@@ -289,7 +327,9 @@ def _element(kind: str, element: str | None, options: dict | None, role: str) ->
     if element not in atomic_numbers:
         raise PotstillError(f"unknown element {element!r}; use a chemical symbol like 'Al'")
     if found is not None and element != found:
-        raise PotstillError(f"{role} element {element} is not the element {found} of reference {kind!r}")
+        raise PotstillError(
+            f"{role} element {element} is not the element {found} of reference {kind!r}"
+        )
     return element
 
 
@@ -300,14 +340,28 @@ def _ratio(structure: str, source: dict, target: dict) -> float:
     return float(target["lattice_A"]["a"] / source["lattice_A"]["a"])
 
 
-def _scale(source_reference, target_reference, structure, scale_factor, source_element, target_element,
-           target_options=None) -> LatticeScale:
+def _scale(
+    source_reference,
+    target_reference,
+    structure,
+    scale_factor,
+    source_element,
+    target_element,
+    target_options=None,
+) -> LatticeScale:
     if scale_factor is None:
-        return lattice_scale(source_reference, target_reference, structure=structure,
-                             source_element=source_element, target_element=target_element,
-                             target_options=target_options)
+        return lattice_scale(
+            source_reference,
+            target_reference,
+            structure=structure,
+            source_element=source_element,
+            target_element=target_element,
+            target_options=target_options,
+        )
     if not (math.isfinite(scale_factor) and 0.5 < scale_factor < 2.0):
-        raise PotstillError(f"scale factor {scale_factor} is implausible; give a ratio of lattice constants, e.g. 1.15")
+        raise PotstillError(
+            f"scale factor {scale_factor} is implausible; give a ratio of lattice constants, e.g. 1.15"
+        )
     return LatticeScale(
         structure="given",
         source_reference=source_reference,
@@ -350,7 +404,9 @@ def _already_translated(store, scale: LatticeScale) -> set[int]:
     for atoms in store.frames():
         info = atoms.info
         if info.get("sampler") != "translate" or "source_id" not in info:
-            raise PotstillError(f"{store.url} holds frames that are not translations; use a new output store")
+            raise PotstillError(
+                f"{store.url} holds frames that are not translations; use a new output store"
+            )
         same = (
             info.get("source_reference") == scale.source_reference
             and info.get("target_reference") == scale.target_reference

@@ -122,9 +122,7 @@ def excluded_mask(exclude: Sequence[int] | None, n_candidates: int) -> np.ndarra
     return mask
 
 
-def prepare(
-    candidates: Sequence, n: int, exclude: Sequence[int] | None
-) -> np.ndarray:
+def prepare(candidates: Sequence, n: int, exclude: Sequence[int] | None) -> np.ndarray:
     """Check ``n`` against the candidates left after ``exclude``; the exclusion mask."""
     mask = excluded_mask(exclude, len(candidates))
     check_budget(len(candidates), n, int(mask.sum()))
@@ -145,7 +143,9 @@ class SelectConfig(Section):
     @classmethod
     def _known(cls, value: str) -> str:
         if value != "all" and value not in available():
-            raise ValueError(f"unknown selection method {value!r}; use 'all' or one of {available()}")
+            raise ValueError(
+                f"unknown selection method {value!r}; use 'all' or one of {available()}"
+            )
         return value
 
 
@@ -154,5 +154,9 @@ def select_frames(config: SelectConfig, candidates: Sequence, *, reference: str)
     ``reference`` label name goes to selectors that read labels."""
     if config.method == "all":
         return np.arange(len(candidates))
-    selector = make_selector(config.method, **options_with_reference(config.method, config.options, reference))
-    return selector.select(candidates, min(config.n, len(candidates)), rng=np.random.default_rng(config.seed))
+    selector = make_selector(
+        config.method, **options_with_reference(config.method, config.options, reference)
+    )
+    return selector.select(
+        candidates, min(config.n, len(candidates)), rng=np.random.default_rng(config.seed)
+    )

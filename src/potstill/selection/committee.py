@@ -30,7 +30,13 @@ from potstill.training.config import TrainConfig
 from potstill.uncertainty.committee import CommitteeUncertainty
 
 # training of the selection committee unless ``train`` overrides it: short, early-stopped
-_TRAIN = {"max_epochs": 60, "batch_size": 16, "lr": 1e-3, "scheduler_patience": 10, "early_stopping_patience": 20}
+_TRAIN = {
+    "max_epochs": 60,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "scheduler_patience": 10,
+    "early_stopping_patience": 20,
+}
 
 
 class CommitteeSelector:
@@ -75,7 +81,9 @@ class CommitteeSelector:
             self.train = TrainConfig(**{**_TRAIN, **(train or {}), "committee": int(committee)})
         except ValueError as error:
             first = str(error).splitlines()
-            raise PotstillError(f"bad train options for the committee selector: {' '.join(first[:3])}") from None
+            raise PotstillError(
+                f"bad train options for the committee selector: {' '.join(first[:3])}"
+            ) from None
 
     def select(
         self,
@@ -87,8 +95,12 @@ class CommitteeSelector:
     ) -> np.ndarray:
         excluded = prepare(candidates, n, exclude)
         frames = self._frames(candidates)
-        species = self.species or sorted({s for atoms in frames for s in atoms.get_chemical_symbols()})
-        learner = CommitteeLearner(self.reference, ModelSpec(self.preset, tuple(species), self.overrides), self.train)
+        species = self.species or sorted(
+            {s for atoms in frames for s in atoms.get_chemical_symbols()}
+        )
+        learner = CommitteeLearner(
+            self.reference, ModelSpec(self.preset, tuple(species), self.overrides), self.train
+        )
         n_chunks = max(1, min(self.n_chunks, n // 2))
         chunks = np.array_split(np.flatnonzero(~excluded), n_chunks)
         quotas = [len(q) for q in np.array_split(np.arange(n), n_chunks)]
@@ -97,8 +109,16 @@ class CommitteeSelector:
         def select_chunk(i: int, previous: Iteration | None) -> Selection:
             if i == 0:  # nothing to score with yet: a random quota
                 picks = np.sort(rng.choice(chunks[0], size=quotas[0], replace=False))
-                return Selection(picks.tolist(), {"scores": np.full(quotas[0], np.nan), "chunk": _chunk_info(0, chunks[0], quotas[0])})
-            scores = CommitteeUncertainty(previous.state).evaluate([frames[p] for p in chunks[i]]).score
+                return Selection(
+                    picks.tolist(),
+                    {
+                        "scores": np.full(quotas[0], np.nan),
+                        "chunk": _chunk_info(0, chunks[0], quotas[0]),
+                    },
+                )
+            scores = (
+                CommitteeUncertainty(previous.state).evaluate([frames[p] for p in chunks[i]]).score
+            )
             watch.lap("scoring")
             order = pick_highest(scores, limit=quotas[i])
             info = _chunk_info(i, chunks[i], len(order), scores, scores[order[-1]])
@@ -106,14 +126,26 @@ class CommitteeSelector:
 
         def retrain(i: int, selection: Selection, previous: Iteration | None) -> Iteration:
             picked = (previous.record["picked"] if previous else []) + selection.keys
-            record = {"picked": picked, "scores": [*(previous.record["scores"] if previous else []), *selection.info["scores"]],
-                      "chunks": [*(previous.record["chunks"] if previous else []), selection.info["chunk"]]}
+            record = {
+                "picked": picked,
+                "scores": [
+                    *(previous.record["scores"] if previous else []),
+                    *selection.info["scores"],
+                ],
+                "chunks": [
+                    *(previous.record["chunks"] if previous else []),
+                    selection.info["chunk"],
+                ],
+            }
             if i == n_chunks - 1:  # the last chunk is picked: no committee needed after it
                 return Iteration(i, record)
             training = np.concatenate([np.flatnonzero(excluded), picked]).astype(int)
             seed = int(rng.integers(2**31))
             committee = learner.retrain(
-                [frames[p] for p in training], range(len(training)), range(len(training)), previous=None,
+                [frames[p] for p in training],
+                range(len(training)),
+                range(len(training)),
+                previous=None,
                 seeds=[seed + k for k in range(self.train.committee)],
                 split_rngs=[np.random.default_rng(seed + k) for k in range(self.train.committee)],
             ).trained.model
@@ -140,7 +172,9 @@ class CommitteeSelector:
 
 def _chunk_info(i: int, chunk: np.ndarray, picked: int, scores=None, cut=None) -> dict:
     return {
-        "chunk": i, "size": len(chunk), "picked": picked,
+        "chunk": i,
+        "size": len(chunk),
+        "picked": picked,
         "score_max_eV": None if scores is None else float(scores.max()),
         "score_median_eV": None if scores is None else float(np.median(scores)),
         "cut_eV": None if cut is None else float(cut),

@@ -44,7 +44,8 @@ class UniformEnergySelector:
     ) -> np.ndarray:
         excluded = prepare(candidates, n, exclude)
         energies = per_frame(
-            candidates, lambda atoms: get_labels(atoms, self.reference).energy / len(atoms),
+            candidates,
+            lambda atoms: get_labels(atoms, self.reference).energy / len(atoms),
             f"{self.reference} energy per atom",
         )
         n_bins = self.bins or n

@@ -56,8 +56,10 @@ class FarthestPointSelector:
         atoms = per_atom_features(candidates, self.descriptor)
         parts = []
         if "mean" in self.pooling:
-            parts.append(np.add.reduceat(atoms.values, atoms.offsets[:-1], dtype=np.float64)
-                         / np.diff(atoms.offsets)[:, None])
+            parts.append(
+                np.add.reduceat(atoms.values, atoms.offsets[:-1], dtype=np.float64)
+                / np.diff(atoms.offsets)[:, None]
+            )
         if "max" in self.pooling:
             parts.append(np.maximum.reduceat(atoms.values, atoms.offsets[:-1]).astype(np.float64))
         return np.concatenate(parts, axis=1)

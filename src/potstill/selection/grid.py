@@ -29,9 +29,9 @@ import numpy as np
 from ase import units
 from scipy.spatial import cKDTree
 
+from potstill.descriptors.order_parameter import order_parameter_of
 from potstill.errors import PotstillError
 from potstill.frames import get_labels
-from potstill.descriptors.order_parameter import order_parameter_of
 from potstill.selection import prepare
 from potstill.selection._features import per_frame
 
@@ -105,10 +105,14 @@ class GridSelector:
             deleted = alive[~kept]
             deleted_at[deleted] = level
             total = int((~excluded[alive]).sum())
-            self.levels_.append({
-                "delta_O": delta, "total": total,
-                "selected": total - len(deleted), "deleted": len(deleted),
-            })
+            self.levels_.append(
+                {
+                    "delta_O": delta,
+                    "total": total,
+                    "selected": total - len(deleted),
+                    "deleted": len(deleted),
+                }
+            )
             alive = alive[kept]
         # coarse first: survivors, then deleted at the coarsest level ... finest
         position = np.empty(len(scaled), dtype=int)

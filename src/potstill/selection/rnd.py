@@ -63,7 +63,10 @@ class RNDSelector:
         self.reduce = reduce
         self.batch_size = int(batch_size)
         self.network = {
-            "hidden": tuple(hidden), "n_outputs": n_outputs, "lr": lr, "train_steps": train_steps,
+            "hidden": tuple(hidden),
+            "n_outputs": n_outputs,
+            "lr": lr,
+            "train_steps": train_steps,
         }
 
     def select(
@@ -80,8 +83,11 @@ class RNDSelector:
         watch.lap("descriptors")
         mean, std = atoms.standardization()
         scorer = RNDScorer(
-            atoms.values.shape[1], seed=int(rng.integers(1 << 31)),
-            input_mean=mean, input_scale=std, **self.network,
+            atoms.values.shape[1],
+            seed=int(rng.integers(1 << 31)),
+            input_mean=mean,
+            input_scale=std,
+            **self.network,
         )
         targets = scorer.embed(atoms.values)
         if excluded.any():

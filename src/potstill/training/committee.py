@@ -134,7 +134,10 @@ def train_committee(
         raise PotstillError("no frames to train on: the training set is empty")
     seeds = list(seeds) if seeds is not None else [config.seed + k for k in range(n_members)]
     if splits is None:
-        splits = [split_keys(range(len(frames)), config.validation_fraction, np.random.default_rng(s)) for s in seeds]
+        splits = [
+            split_keys(range(len(frames)), config.validation_fraction, np.random.default_rng(s))
+            for s in seeds
+        ]
     if len(frames) < 2 or any(not s.train for s in splits):
         raise PotstillError(f"need at least 2 labeled frames to train, got {len(frames)}")
     digests, fitted = _scan(frames, reference, config, model.species, fit=warm_start is None)
@@ -142,20 +145,36 @@ def train_committee(
     for k in range(n_members):
         start = None if warm_start is None else str(warm_start[k])
         job = dict(
-            index=k, n_members=n_members, reference=reference, config=config, model=model, seed=int(seeds[k]),
-            self_energies=fitted, warm_start=start,
+            index=k,
+            n_members=n_members,
+            reference=reference,
+            config=config,
+            model=model,
+            seed=int(seeds[k]),
+            self_energies=fitted,
+            warm_start=start,
             out_path=None if out_dir is None else str(Path(out_dir) / f"member_{k}.pt"),
             metadata=dict(metadata or {}),
         )
         key = _key(job, digests, splits[k])
-        jobs.append(MemberJob(**job, key=key, train=_source(frames, splits[k].train),
-                              validation=_source(frames, splits[k].validation)))
+        jobs.append(
+            MemberJob(
+                **job,
+                key=key,
+                train=_source(frames, splits[k].train),
+                validation=_source(frames, splits[k].validation),
+            )
+        )
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     members = _run(jobs, executor, progress)
     trained = Committee([m for m, _, _ in members]) if n_members > 1 else members[0][0]
-    return TrainedCommittee(model=trained, summaries=[s for _, s, _ in members], splits=list(splits),
-                            histories=[h for _, _, h in members])
+    return TrainedCommittee(
+        model=trained,
+        summaries=[s for _, s, _ in members],
+        splits=list(splits),
+        histories=[h for _, _, h in members],
+    )
 
 
 def train_member(job: MemberJob, progress=None) -> tuple[ANIModel, dict, list[dict]]:
@@ -163,7 +182,11 @@ def train_member(job: MemberJob, progress=None) -> tuple[ANIModel, dict, list[di
     thread; save it at ``job.out_path``; return the model, its summary and history."""
     saved = _saved_member(job)
     if saved is not None:
-        return saved, saved.checkpoint_metadata["summary"], saved.checkpoint_metadata.get("history", [])
+        return (
+            saved,
+            saved.checkpoint_metadata["summary"],
+            saved.checkpoint_metadata.get("history", []),
+        )
     with one_torch_thread():
         torch.manual_seed(job.seed)
         if job.warm_start is not None:
@@ -174,20 +197,37 @@ def train_member(job: MemberJob, progress=None) -> tuple[ANIModel, dict, list[di
         initial = parameter_checksum(model)
         train, validation = (_frames(job.train), _frames(job.validation))
         result: TrainResult = train_model(
-            model, train, validation, job.reference, job.config, seed=job.seed, progress=progress,
+            model,
+            train,
+            validation,
+            job.reference,
+            job.config,
+            seed=job.seed,
+            progress=progress,
             description=f"member {job.index + 1}/{job.n_members}",
         )
     result.train_indices = list(range(len(train)))
     result.validation_indices = list(range(len(validation)))
-    summary = summarize([result])[0] | {"warm_start_from": job.warm_start, "initial_checksum": initial}
+    summary = summarize([result])[0] | {
+        "warm_start_from": job.warm_start,
+        "initial_checksum": initial,
+    }
     if job.out_path is not None:
-        save_checkpoint(result.model, job.out_path, task_key=job.key, summary=summary, history=result.history,
-                        **job.metadata)
+        save_checkpoint(
+            result.model,
+            job.out_path,
+            task_key=job.key,
+            summary=summary,
+            history=result.history,
+            **job.metadata,
+        )
     return result.model, summary, result.history
 
 
 # -- steps ------------------------------------------------------------------------------
-def _run(jobs: list[MemberJob], executor: Executor | None, progress) -> list[tuple[ANIModel, dict, list]]:
+def _run(
+    jobs: list[MemberJob], executor: Executor | None, progress
+) -> list[tuple[ANIModel, dict, list]]:
     """Each job's (model, summary, history), in member order; a failure names its member."""
     if executor is None:
         return [train_member(job, progress=progress) for job in jobs]
@@ -205,7 +245,9 @@ def _run(jobs: list[MemberJob], executor: Executor | None, progress) -> list[tup
     return [results[job.index] for job in jobs]
 
 
-def _scan(frames, reference: str, config: TrainConfig, species, *, fit: bool) -> tuple[list[bytes], dict | None]:
+def _scan(
+    frames, reference: str, config: TrainConfig, species, *, fit: bool
+) -> tuple[list[bytes], dict | None]:
     """One pass over ``frames``: check their labels, fit the self energies (when
     ``fit``) and hash each frame (positions, cell, energy) for the members' keys."""
     require = required_labels(config)
@@ -226,8 +268,12 @@ def _key(job: dict, digests: list[bytes], split: Split) -> str:
     """Hash of everything a member's weights depend on."""
     digest = hashlib.sha256()
     fields = {
-        "config": job["config"].model_dump(), "model": job["model"].as_dict(), "reference": job["reference"],
-        "seed": job["seed"], "self_energies": job["self_energies"], "warm_start": _warm_key(job["warm_start"]),
+        "config": job["config"].model_dump(),
+        "model": job["model"].as_dict(),
+        "reference": job["reference"],
+        "seed": job["seed"],
+        "self_energies": job["self_energies"],
+        "warm_start": _warm_key(job["warm_start"]),
     }
     digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
     for part in (split.train, split.validation):

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from potstill.aev.neighbors import Batch, NeighborCache
 from potstill.errors import PotstillError
 from potstill.frames import get_labels
-from potstill.aev.neighbors import Batch, NeighborCache
 
 
 @dataclass
@@ -47,7 +47,10 @@ def labeled_batch(
     has_stress = [lab.stress is not None for lab in labels]
     stress = np.array([lab.stress if lab.stress is not None else np.zeros(6) for lab in labels])
     forces = np.concatenate(
-        [lab.forces if lab.forces is not None else np.zeros((len(a), 3)) for lab, a in zip(labels, frames)]
+        [
+            lab.forces if lab.forces is not None else np.zeros((len(a), 3))
+            for lab, a in zip(labels, frames)
+        ]
     )
     volume = np.array([atoms.get_volume() if atoms.pbc.all() else 0.0 for atoms in frames])
     inputs = Batch.from_atoms(

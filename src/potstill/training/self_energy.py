@@ -14,7 +14,9 @@ from ase import Atoms
 from potstill.frames import get_labels
 
 
-def fit_self_energies(frames: Sequence[Atoms], reference: str, species: Sequence[str]) -> dict[str, float]:
+def fit_self_energies(
+    frames: Sequence[Atoms], reference: str, species: Sequence[str]
+) -> dict[str, float]:
     """Least-squares ``{element: e_s}`` (eV) with E ~ sum_s n_s e_s over ``frames``."""
     counts = [composition(atoms, species) for atoms in frames]
     energies = [get_labels(atoms, reference).energy for atoms in frames]
@@ -30,5 +32,7 @@ def composition(atoms: Atoms, species: Sequence[str]) -> np.ndarray:
 def solve_self_energies(counts, energies, species: Sequence[str]) -> dict[str, float]:
     """Least-squares self energies from ``counts (n_frames, n_species)`` and total
     ``energies (n_frames,)`` eV."""
-    solution, *_ = np.linalg.lstsq(np.asarray(counts, dtype=float), np.asarray(energies), rcond=None)
+    solution, *_ = np.linalg.lstsq(
+        np.asarray(counts, dtype=float), np.asarray(energies), rcond=None
+    )
     return {s: float(e) for s, e in zip(species, solution)}

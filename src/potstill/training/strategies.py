@@ -46,7 +46,9 @@ def split_keys(keys: Sequence[int], validation_fraction: float, rng: np.random.G
     keys = np.asarray(list(keys), dtype=int)
     order = rng.permutation(len(keys))
     n_val = validation_count(len(keys), validation_fraction)
-    return Split(train=sorted(keys[order[n_val:]].tolist()), validation=sorted(keys[order[:n_val]].tolist()))
+    return Split(
+        train=sorted(keys[order[n_val:]].tolist()), validation=sorted(keys[order[:n_val]].tolist())
+    )
 
 
 def next_splits(
@@ -69,5 +71,10 @@ def next_splits(
     splits = []
     for k, old in enumerate(previous):
         new = split_keys(new_keys, validation_fraction, rngs[k]) if len(new_keys) else Split()
-        splits.append(Split(train=sorted(old.train + new.train), validation=sorted(old.validation + new.validation)))
+        splits.append(
+            Split(
+                train=sorted(old.train + new.train),
+                validation=sorted(old.validation + new.validation),
+            )
+        )
     return splits

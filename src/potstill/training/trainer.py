@@ -83,7 +83,11 @@ def train_model(
     model.to(device=device, dtype=dtype)
     require = required_labels(config)
     batch_options = dict(
-        species=model.species, cutoff=model.cutoff, dtype=dtype, device=device, require=require,
+        species=model.species,
+        cutoff=model.cutoff,
+        dtype=dtype,
+        device=device,
+        require=require,
         cache=NeighborCache(max_frames=len(train_frames) + len(validation_frames) + 1),
     )
     weights = LossWeights(config.alpha, config.beta, config.gamma)
@@ -99,30 +103,37 @@ def train_model(
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     task = progress.add_task(description, total=config.max_epochs) if progress else None
     for epoch in range(config.max_epochs):
-        model.train()
-        train_loss, n_batches = 0.0, 0
-        for batch in iterate_batches(train_frames, reference, batch_size=config.batch_size, rng=rng, **batch_options):
-            adamw.zero_grad(set_to_none=True)
-            sgd.zero_grad(set_to_none=True)
-            terms = _loss(model, batch, weights, create_graph=True)
-            terms["loss"].backward()
-            adamw.step()
-            sgd.step()
-            train_loss += float(terms["loss"].detach())
-            n_batches += 1
-        validation = iterate_batches(validation_frames, reference, batch_size=config.batch_size, rng=None, **batch_options)
+        train_loss = _train_epoch(
+            model, train_frames, reference, config, weights, (adamw, sgd), rng, batch_options
+        )
+        validation = iterate_batches(
+            validation_frames, reference, batch_size=config.batch_size, rng=None, **batch_options
+        )
         metrics = evaluate_batches(model, validation)
-        metric = metrics[f"{config.best_by}_rmse"] if config.best_by != "loss" else _weighted(metrics, weights)
+        metric = (
+            metrics[f"{config.best_by}_rmse"]
+            if config.best_by != "loss"
+            else _weighted(metrics, weights)
+        )
         for scheduler in schedulers:
             scheduler.step(metric)
         result.history.append(
-            {"epoch": epoch, "train_loss": train_loss / max(n_batches, 1), "lr": adamw.param_groups[0]["lr"], **metrics}
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "lr": adamw.param_groups[0]["lr"],
+                **metrics,
+            }
         )
         if metric < result.best_metric:
             result.best_metric, result.best_epoch = metric, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if progress is not None:
-            progress.update(task, advance=1, description=f"{description} E_rmse={metrics['energy_rmse'] * 1000:.2f} meV/at")
+            progress.update(
+                task,
+                advance=1,
+                description=f"{description} E_rmse={metrics['energy_rmse'] * 1000:.2f} meV/at",
+            )
         if epoch - result.best_epoch >= config.early_stopping_patience:
             break
     if progress is not None:
@@ -131,6 +142,26 @@ def train_model(
     model.eval()
     result.wall_time_s = time.perf_counter() - start
     return result
+
+
+def _train_epoch(
+    model, frames, reference, config, weights, optimizers, rng, batch_options
+) -> float:
+    """One pass over ``frames`` in shuffled batches; the mean batch loss."""
+    model.train()
+    total, n_batches = 0.0, 0
+    for batch in iterate_batches(
+        frames, reference, batch_size=config.batch_size, rng=rng, **batch_options
+    ):
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        terms = _loss(model, batch, weights, create_graph=True)
+        terms["loss"].backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        total += float(terms["loss"].detach())
+        n_batches += 1
+    return total / max(n_batches, 1)
 
 
 def evaluate_batches(model: ANIModel, batches: Iterable[LabeledBatch]) -> dict[str, float]:
@@ -174,12 +205,18 @@ def summarize(results: Sequence[TrainResult | dict]) -> list[dict]:
 
 
 def _loss(model, batch: LabeledBatch, weights: LossWeights, *, create_graph: bool):
-    out = model(batch.inputs, forces=weights.beta > 0, stress=weights.gamma > 0, create_graph=create_graph)
+    out = model(
+        batch.inputs, forces=weights.beta > 0, stress=weights.gamma > 0, create_graph=create_graph
+    )
     return energy_force_stress_loss(out, batch.targets, weights)
 
 
 def _weighted(metrics: dict[str, float], weights: LossWeights) -> float:
-    return weights.alpha * metrics["energy_rmse"] + weights.beta * metrics["forces_rmse"] + weights.gamma * metrics["stress_rmse"]
+    return (
+        weights.alpha * metrics["energy_rmse"]
+        + weights.beta * metrics["forces_rmse"]
+        + weights.gamma * metrics["stress_rmse"]
+    )
 
 
 def required_labels(config: TrainConfig) -> tuple[str, ...]:

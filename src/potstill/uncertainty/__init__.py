@@ -36,7 +36,9 @@ def available() -> list[str]:
 def make_uncertainty(name: str, *args: Any, **options: Any) -> AtomUncertainty:
     """Build uncertainty ``name`` (``committee`` takes the committee or its checkpoint)."""
     if name not in _REGISTRY:
-        raise PotstillError(f"unknown uncertainty {name!r}; available uncertainties are {available()}")
+        raise PotstillError(
+            f"unknown uncertainty {name!r}; available uncertainties are {available()}"
+        )
     module_name, cls_name = _REGISTRY[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     try:

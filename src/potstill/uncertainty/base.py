@@ -59,8 +59,15 @@ class UncertaintyObserver:
     threshold) and ``frame_scores`` (the largest atom score per call).
     """
 
-    def __init__(self, uncertainty: AtomUncertainty, atoms: Atoms, dynamics, *, threshold: float | None = None,
-                 stop: bool = False):
+    def __init__(
+        self,
+        uncertainty: AtomUncertainty,
+        atoms: Atoms,
+        dynamics,
+        *,
+        threshold: float | None = None,
+        stop: bool = False,
+    ):
         if stop and threshold is None:
             raise PotstillError("stop=True needs a threshold to stop at")
         self.uncertainty, self.atoms, self.dynamics = uncertainty, atoms, dynamics

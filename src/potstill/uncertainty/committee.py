@@ -49,12 +49,16 @@ class CommitteeUncertainty:
     name = "committee"
 
     def __init__(self, committee: Committee | str | os.PathLike, *, batch_size: int = 64):
-        self.committee = load_checkpoint(committee) if isinstance(committee, (str, os.PathLike)) else committee
+        self.committee = (
+            load_checkpoint(committee) if isinstance(committee, (str, os.PathLike)) else committee
+        )
         self.batch_size = int(batch_size)
 
     def evaluate(self, frames) -> FrameUncertainty:
         """Committee-mean energies and per-atom stds of ``frames`` (a sequence)."""
-        predictions = predict(self.committee, frames, batch_size=self.batch_size, dtype=None, forces=False)
+        predictions = predict(
+            self.committee, frames, batch_size=self.batch_size, dtype=None, forces=False
+        )
         return FrameUncertainty(
             energy=np.array([p["energy"] for p in predictions]),
             atom_std=[p["energies_std"] for p in predictions],

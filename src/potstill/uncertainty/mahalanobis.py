@@ -180,7 +180,14 @@ class MahalanobisUncertainty:
 
     name = "mahalanobis"
 
-    def __init__(self, *, descriptor: Any = None, aev: Any = None, ridge: float = 1e-2, standardize: bool = True):
+    def __init__(
+        self,
+        *,
+        descriptor: Any = None,
+        aev: Any = None,
+        ridge: float = 1e-2,
+        standardize: bool = True,
+    ):
         if not ridge > 0:
             raise PotstillError(f"ridge must be > 0, got {ridge}")
         self.descriptor = resolve_descriptor(descriptor, aev)
@@ -202,7 +209,9 @@ class MahalanobisUncertainty:
 
     def update(self, frames: Iterable[Atoms]) -> None:
         """Add the atoms of more training frames (standardisation kept)."""
-        self.gaussian_.update_many(self._scaled(per_atom_features(frames, self._fitted().descriptor)))
+        self.gaussian_.update_many(
+            self._scaled(per_atom_features(frames, self._fitted().descriptor))
+        )
 
     def per_atom(self, frames: Iterable[Atoms]) -> list[np.ndarray]:
         features = per_atom_features(frames, self._fitted().descriptor)
@@ -217,5 +226,7 @@ class MahalanobisUncertainty:
 
     def _fitted(self) -> MahalanobisUncertainty:
         if self.gaussian_ is None:
-            raise PotstillError("fit the Mahalanobis uncertainty on training frames first (fit(frames))")
+            raise PotstillError(
+                "fit the Mahalanobis uncertainty on training frames first (fit(frames))"
+            )
         return self

@@ -89,13 +89,18 @@ class RNDScorer:
     def embed(self, x: np.ndarray | torch.Tensor, *, chunk: int = 4096) -> torch.Tensor:
         """Target embeddings ``f(x)`` ``(m, k)`` (constant: compute once and reuse)."""
         with torch.inference_mode():
-            return torch.cat([
-                self.target(self._inputs(x[start : start + chunk]))
-                for start in range(0, max(len(x), 1), chunk)
-            ])
+            return torch.cat(
+                [
+                    self.target(self._inputs(x[start : start + chunk]))
+                    for start in range(0, max(len(x), 1), chunk)
+                ]
+            )
 
     def distances(
-        self, x: np.ndarray | torch.Tensor, *, targets: torch.Tensor | None = None,
+        self,
+        x: np.ndarray | torch.Tensor,
+        *,
+        targets: torch.Tensor | None = None,
         chunk: int = 4096,
     ) -> np.ndarray:
         """Novelty ``|f(x) - g(x)|^2`` ``(m,)`` of descriptors ``x (m, d)``.
@@ -108,9 +113,7 @@ class RNDScorer:
         with torch.inference_mode():
             for start in range(0, len(x), chunk):
                 inputs = self._inputs(x[start : start + chunk])
-                wanted = (
-                    self.target(inputs) if targets is None else targets[start : start + chunk]
-                )
+                wanted = self.target(inputs) if targets is None else targets[start : start + chunk]
                 out[start : start + chunk] = (
                     (self.predictor(inputs) - wanted).square().sum(-1).double().numpy()
                 )
@@ -187,8 +190,13 @@ class RNDUncertainty:
         """Standardise with, and train the predictor on, the atoms of ``frames``."""
         features = per_atom_features(frames, self.descriptor)
         mean, scale = features.standardization()
-        self.scorer_ = RNDScorer(features.values.shape[1], seed=self.seed, input_mean=mean, input_scale=scale,
-                                 **self.network)
+        self.scorer_ = RNDScorer(
+            features.values.shape[1],
+            seed=self.seed,
+            input_mean=mean,
+            input_scale=scale,
+            **self.network,
+        )
         self.scorer_.train(features.values)
         return self
 

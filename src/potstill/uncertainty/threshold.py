@@ -72,6 +72,8 @@ def mu_k_sigma(reference: UQStats | Sequence[float] | np.ndarray, k: float) -> T
     else:
         values = np.asarray(reference, dtype=float).ravel()
         if len(values) < 2 or not np.isfinite(values).all():
-            raise PotstillError("the reference window needs at least 2 finite scores to give mu and sigma")
+            raise PotstillError(
+                "the reference window needs at least 2 finite scores to give mu and sigma"
+            )
         mu, sigma = float(np.mean(values)), float(np.std(values))
     return Threshold(value=mu + k * sigma, mu=mu, sigma=sigma, k=float(k))

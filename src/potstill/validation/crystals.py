@@ -16,6 +16,7 @@ from ase.calculators.calculator import Calculator
 
 from potstill.crystals import STRUCTURES, relax_crystal
 
+
 def compare_crystals(
     model_calc: Calculator,
     reference_calc: Calculator,
@@ -49,9 +50,7 @@ def compare_crystals(
         result[structure] = {
             "n_atoms": ref["n_atoms"],
             "bond_length_A": _pair(model["bond_length_A"], ref["bond_length_A"]),
-            "energy_eV_per_atom": _pair(
-                model["energy_eV_per_atom"], ref["energy_eV_per_atom"]
-            ),
+            "energy_eV_per_atom": _pair(model["energy_eV_per_atom"], ref["energy_eV_per_atom"]),
             "lattice_A": {"model": model["lattice_A"], "reference": ref["lattice_A"]},
             "converged": {"model": model["converged"], "reference": ref["converged"]},
         }
@@ -71,8 +70,7 @@ def format_crystal_table(result: dict) -> str:
     element = result["element"]
     structures = [s for s in STRUCTURES if s in result]
     header = ["Structure (# atoms)"] + [
-        f"{element}-{s.upper()} ({result[s]['n_atoms']}) l_b (A) / E/atom (eV)"
-        for s in structures
+        f"{element}-{s.upper()} ({result[s]['n_atoms']}) l_b (A) / E/atom (eV)" for s in structures
     ]
     ref_row, model_row = ["Reference"], ["Model (errors)"]
     for s in structures:

@@ -30,8 +30,8 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.units import GPa
 
-from potstill.errors import PotstillError
 from potstill.crystals import lattice_constants_A, relax_atoms, relax_crystal
+from potstill.errors import PotstillError
 
 # Voigt index -> the (i, j) entries of the 3x3 strain it sets
 _VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -152,9 +152,7 @@ def compare_elastic(
     results = {}
     for who, calc in (("model", model_calc), ("reference", reference_calc)):
         relaxed = relax_crystal("fcc", element, calc, **relax_options)
-        constants = elastic_constants(
-            relaxed["atoms"], calc, strain=strain, relax_ions=relax_ions
-        )
+        constants = elastic_constants(relaxed["atoms"], calc, strain=strain, relax_ions=relax_ions)
         constants["a_A"] = relaxed["lattice_A"]["a"]
         constants["converged"] = relaxed["converged"] and constants["ions_converged"]
         results[who] = constants
@@ -173,9 +171,11 @@ def compare_elastic(
 
 def format_elastic_table(comparison: dict) -> str:
     """Markdown table of :func:`compare_elastic` in the layout of seed 001 Table 4."""
-    columns = [("a_A", "l_a (A)", "{:.3f}")] + [
-        (k, f"{k} (GPa)", "{:.1f}") for k in ("C11", "C12", "C44", "K", "G")
-    ] + [("nu", "nu", "{:.3f}")]
+    columns = (
+        [("a_A", "l_a (A)", "{:.3f}")]
+        + [(k, f"{k} (GPa)", "{:.1f}") for k in ("C11", "C12", "C44", "K", "G")]
+        + [("nu", "nu", "{:.3f}")]
+    )
     header = [""] + [title for _, title, _ in columns]
     rows = [
         ["Reference"] + [fmt.format(comparison[k]["reference"]) for k, _, fmt in columns],
@@ -194,9 +194,7 @@ def _stress(
     atoms.calc = calc
     converged = True
     if relax_ions:
-        run = relax_atoms(
-            atoms, calc, fmax_eV_per_A=fmax_eV_per_A, steps=steps, relax_cell=False
-        )
+        run = relax_atoms(atoms, calc, fmax_eV_per_A=fmax_eV_per_A, steps=steps, relax_cell=False)
         converged = run["converged"]
     return np.asarray(atoms.get_stress(voigt=True), dtype=float), converged
 

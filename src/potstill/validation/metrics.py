@@ -80,7 +80,12 @@ def pool_pairs(
             "give one prediction per frame"
         )
     energy_ref, energy_pred, force_ref, force_pred, stress_ref, stress_pred = (
-        [], [], [], [], [], []
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
     )
     for i, (atoms, pred) in enumerate(zip(frames, predictions)):
         labels = get_labels(atoms, reference, require=("energy", "forces"))
@@ -103,9 +108,7 @@ def pool_pairs(
     return pairs
 
 
-def pool_errors(
-    frames: Sequence[Atoms], predictions: Sequence[Mapping], reference: str
-) -> dict:
+def pool_errors(frames: Sequence[Atoms], predictions: Sequence[Mapping], reference: str) -> dict:
     """Energy, force and stress errors of ``predictions`` against ``reference`` labels.
 
     Arguments as in :func:`pool_pairs`. Returns::
@@ -131,8 +134,7 @@ def pair_errors(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict:
     for name, (ref, pred) in pairs.items():
         result[name] = error_metrics(pred, ref)
     result["energy_meV_per_atom"] = {
-        k: (v * 1000.0 if k in METRICS else v)
-        for k, v in result["energy_eV_per_atom"].items()
+        k: (v * 1000.0 if k in METRICS else v) for k, v in result["energy_eV_per_atom"].items()
     }
     return result
 
@@ -145,9 +147,7 @@ def _prediction(pred: Mapping, key: str, index: int, shape: tuple | None) -> np.
         )
     value = np.asarray(pred[key], dtype=float)
     if shape is not None and value.shape != shape:
-        raise PotstillError(
-            f"prediction {index} {key!r} has shape {value.shape}, expected {shape}"
-        )
+        raise PotstillError(f"prediction {index} {key!r} has shape {value.shape}, expected {shape}")
     return value
 
 
@@ -156,7 +156,6 @@ def _voigt(stress: np.ndarray, index: int) -> np.ndarray:
         return stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
     if stress.shape != (6,):
         raise PotstillError(
-            f"prediction {index} 'stress' has shape {stress.shape}; expected Voigt (6,) "
-            "or (3, 3)"
+            f"prediction {index} 'stress' has shape {stress.shape}; expected Voigt (6,) or (3, 3)"
         )
     return stress

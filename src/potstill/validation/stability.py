@@ -84,15 +84,29 @@ def md_stability(
     atoms.set_constraint(FixCom())  # no centre-of-mass drift (ASE's replacement of fixcm)
     rng = np.random.default_rng(seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
-    state = {"steps_run": 0, "min_distance_A": math.inf, "max_force_eV_per_A": 0.0,
-             "drift_eV_per_atom": 0.0, "e0": None}
-    checks = dict(min_distance_A=min_distance_A, max_force_eV_per_A=max_force_eV_per_A,
-                  max_drift_eV_per_atom=max_drift_eV_per_atom)
+    state = {
+        "steps_run": 0,
+        "min_distance_A": math.inf,
+        "max_force_eV_per_A": 0.0,
+        "drift_eV_per_atom": 0.0,
+        "e0": None,
+    }
+    checks = dict(
+        min_distance_A=min_distance_A,
+        max_force_eV_per_A=max_force_eV_per_A,
+        max_drift_eV_per_atom=max_drift_eV_per_atom,
+    )
     result = {"stable": True, "reason": ""}
     try:
         _check(atoms, state, **checks)
-        dynamics = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature_K,
-                            friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
+        dynamics = Langevin(
+            atoms,
+            timestep_fs * units.fs,
+            temperature_K=temperature_K,
+            friction=friction_per_fs / units.fs,
+            fixcm=False,
+            rng=rng,
+        )
 
         def observe():
             state["steps_run"] = dynamics.nsteps
@@ -103,10 +117,17 @@ def md_stability(
         state["steps_run"] = dynamics.nsteps
     except _Unstable as failure:
         result = {"stable": False, "reason": str(failure)}
-    except (FloatingPointError, ValueError, RuntimeError) as error:  # NaN positions, neighbor-list blow-ups
+    except (
+        FloatingPointError,
+        ValueError,
+        RuntimeError,
+    ) as error:  # NaN positions, neighbor-list blow-ups
         result = {"stable": False, "reason": f"the dynamics failed: {error}"}
-    return result | {k: (None if not math.isfinite(v) else float(v)) if isinstance(v, float) else v
-                     for k, v in state.items() if k != "e0"}
+    return result | {
+        k: (None if not math.isfinite(v) else float(v)) if isinstance(v, float) else v
+        for k, v in state.items()
+        if k != "e0"
+    }
 
 
 def min_pair_distance(atoms: Atoms, cutoff_A: float = 3.0) -> float:
@@ -120,8 +141,14 @@ def min_pair_distance(atoms: Atoms, cutoff_A: float = 3.0) -> float:
     return float(np.sqrt((vectors**2).sum(axis=1)).min())
 
 
-def _check(atoms: Atoms, state: dict, *, min_distance_A: float, max_force_eV_per_A: float,
-           max_drift_eV_per_atom: float) -> None:
+def _check(
+    atoms: Atoms,
+    state: dict,
+    *,
+    min_distance_A: float,
+    max_force_eV_per_A: float,
+    max_drift_eV_per_atom: float,
+) -> None:
     positions = atoms.get_positions()
     if not np.isfinite(positions).all():
         raise _Unstable("positions are not finite (blow-up)")
@@ -143,4 +170,6 @@ def _check(atoms: Atoms, state: dict, *, min_distance_A: float, max_force_eV_per
     drift = abs(per_atom - state["e0"])
     state["drift_eV_per_atom"] = max(state["drift_eV_per_atom"], drift)
     if drift > max_drift_eV_per_atom:
-        raise _Unstable(f"total energy drifted {drift:.3f} eV/atom (> {max_drift_eV_per_atom} eV/atom)")
+        raise _Unstable(
+            f"total energy drifted {drift:.3f} eV/atom (> {max_drift_eV_per_atom} eV/atom)"
+        )

@@ -35,13 +35,24 @@ class ValidateConfig(Section):
     ``crystals``, ``elastic`` constants, of ``element`` (default: the first species)."""
 
     pool: bool = True
-    crystals: list[Literal["fcc", "bcc", "hcp"]] = Field(default_factory=lambda: ["fcc", "bcc", "hcp"])
+    crystals: list[Literal["fcc", "bcc", "hcp"]] = Field(
+        default_factory=lambda: ["fcc", "bcc", "hcp"]
+    )
     elastic: bool = True
     element: str | None = None
 
 
-def validate(config: ValidateConfig, *, name: str, species: list[str], reference: ReferenceConfig, run: RunDir,
-             committee_path: Path, checksum: str | None = None, progress=None) -> dict:
+def validate(
+    config: ValidateConfig,
+    *,
+    name: str,
+    species: list[str],
+    reference: ReferenceConfig,
+    run: RunDir,
+    committee_path: Path,
+    checksum: str | None = None,
+    progress=None,
+) -> dict:
     """Validate the committee at ``committee_path`` (whose parameters hash to
     ``checksum``, kept in the summary); returns the stage's summary."""
     if not committee_path.exists():
@@ -58,25 +69,36 @@ def validate(config: ValidateConfig, *, name: str, species: list[str], reference
         pairs = pool_pairs(frames, predict(committee, frames, progress=progress), reference.name)
         errors = pair_errors(pairs)
         summary["pool"] = pool_summary(errors) | {"errors": errors}
-        figures.append(parity_panel(pairs, path=stage.report / "parity.png",
-                                    title=f"{name}: whole pool ({len(frames)} frames)"))
+        figures.append(
+            parity_panel(
+                pairs,
+                path=stage.report / "parity.png",
+                title=f"{name}: whole pool ({len(frames)} frames)",
+            )
+        )
     model_calc = PotstillCalculator(committee)
     reference_calc = make_calculator(reference.kind, **reference.options)
     element = config.element or species[0]
     if config.crystals:
         crystals = compare_crystals(model_calc, reference_calc, element, structures=config.crystals)
         summary["crystals"] = crystals
-        tables.append(("Relaxed crystals (seed 000 Table 2 layout)", format_crystal_table(crystals)))
+        tables.append(
+            ("Relaxed crystals (seed 000 Table 2 layout)", format_crystal_table(crystals))
+        )
     if config.elastic:
         elastic = compare_elastic(model_calc, reference_calc, element)
         summary["elastic_GPa"] = {k: elastic[k] for k in ("C11", "C12", "C44", "K", "G", "nu")}
         summary["elastic_lattice_A"] = elastic["a_A"]
-        tables.append(("Elastic constants (seed 001 Table 4 layout)", format_elastic_table(elastic)))
+        tables.append(
+            ("Elastic constants (seed 001 Table 4 layout)", format_elastic_table(elastic))
+        )
     histories = [m.get("history", []) for m in _member_metadata(committee_path.parent)]
     if any(histories):
         figures.append(learning_curves(histories, path=stage.report / "learning_curves.png"))
     summary["wall_time_s"] = round(time.time() - started, 1)
-    stage.write_record(inputs=config.model_dump(), results={"summary": "summary.json"}, started=started)
+    stage.write_record(
+        inputs=config.model_dump(), results={"summary": "summary.json"}, started=started
+    )
     return stage.publish(summary, title=f"potstill report: {name}", tables=tables, figures=figures)
 
 
@@ -97,5 +119,7 @@ def pool_summary(errors: dict) -> dict:
 
 def _member_metadata(train_dir: Path) -> list[dict]:
     """The checkpoint metadata of the members saved next to a committee."""
-    return [load_checkpoint(path).checkpoint_metadata
-            for path in sorted(train_dir.glob("member_*.pt"), key=lambda p: int(p.stem.split("_")[1]))]
+    return [
+        load_checkpoint(path).checkpoint_metadata
+        for path in sorted(train_dir.glob("member_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    ]

@@ -43,11 +43,17 @@ class Entry:
 
 
 WORKFLOWS: dict[str, Entry] = {
-    "standard": Entry("potstill.workflows.standard", "Sample, select, train a committee, validate and report."),
-    "distill": Entry("potstill.workflows.distill",
-                     "Committee active-learning distillation of a pool into OUT/distill (seed 000, SI Note 4)."),
-    "compare-selectors": Entry("potstill.workflows.compare",
-                               "Benchmark selectors x budgets x seeds on a held-out test pool -> OUT/compare."),
+    "standard": Entry(
+        "potstill.workflows.standard", "Sample, select, train a committee, validate and report."
+    ),
+    "distill": Entry(
+        "potstill.workflows.distill",
+        "Committee active-learning distillation of a pool into OUT/distill (seed 000, SI Note 4).",
+    ),
+    "compare-selectors": Entry(
+        "potstill.workflows.compare",
+        "Benchmark selectors x budgets x seeds on a held-out test pool -> OUT/compare.",
+    ),
 }
 
 
@@ -83,7 +89,9 @@ def get_workflow(name: str) -> ModuleType:
     return importlib.import_module(WORKFLOWS[name].module)
 
 
-def load_config(path: str | Path, *, workflow: str | None = None, overrides: dict[str, dict] | None = None) -> Any:
+def load_config(
+    path: str | Path, *, workflow: str | None = None, overrides: dict[str, dict] | None = None
+) -> Any:
     """Read and validate a workflow YAML; any problem is one :class:`PotstillError` line.
 
     ``workflow`` (a command's own workflow) must agree with the file's ``workflow:``;
@@ -92,7 +100,9 @@ def load_config(path: str | Path, *, workflow: str | None = None, overrides: dic
     raw = read_yaml(path)
     named = raw.get("workflow")
     if workflow is not None and named is not None and named != workflow:
-        raise PotstillError(f"{path} is a `{named}` workflow, not `{workflow}`; run it with `potstill run {path}`")
+        raise PotstillError(
+            f"{path} is a `{named}` workflow, not `{workflow}`; run it with `potstill run {path}`"
+        )
     name = workflow or named or "standard"
     for section, values in (overrides or {}).items():
         raw[section] = {**(raw.get(section) or {}), **values}

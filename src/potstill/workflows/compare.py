@@ -49,8 +49,7 @@ from potstill.errors import PotstillError
 from potstill.executors import fan_out, make_executor, one_torch_thread
 from potstill.learning import budget_frames
 from potstill.models import ModelConfig, ModelSpec, PotstillCalculator, predict, save_checkpoint
-from potstill.report.compare import compare_markdown, compare_plot, coverage_markdown, coverage_plot
-from potstill.rundir import RunDir, Stage, jsonable
+from potstill.rundir import RunDir, jsonable
 from potstill.selection import make_selector, options_with_reference
 from potstill.settings import Section
 from potstill.store import Store
@@ -59,16 +58,9 @@ from potstill.training.config import TrainConfig
 from potstill.validation.metrics import pool_errors
 from potstill.validation.stability import StabilityConfig, md_stability
 from potstill.workflows import WorkflowConfig
-from potstill.workflows.compare_summary import (
-    energies_per_atom,
-    largest_picks,
-    selection_coverage,
-    summarize_results,
-    versus_random,
-)
+from potstill.workflows.compare_summary import finish, read_results
 
 __all__ = ["ComboTask", "CompareConfig", "Config", "headline", "read_results", "run", "run_combo"]
-
 
 
 class PoolSpec(Section):
@@ -121,12 +113,18 @@ class CompareConfig(Section):
             raise ValueError("selectors is empty; name at least one (e.g. [random, fps])")
         labels = [s.key for s in self.selectors]
         if len(set(labels)) != len(labels):
-            raise ValueError(f"selector labels must be unique, got {labels}; give `label` to tell them apart")
+            raise ValueError(
+                f"selector labels must be unique, got {labels}; give `label` to tell them apart"
+            )
         if not self.budgets:
-            raise ValueError("budgets is empty; give frame counts (16, 32) or pool fractions (0.05)")
+            raise ValueError(
+                "budgets is empty; give frame counts (16, 32) or pool fractions (0.05)"
+            )
         for b in self.budgets:
             if isinstance(b, bool) or b <= 0 or (isinstance(b, float) and b > 1):
-                raise ValueError(f"budget {b!r}: give a frame count >= 2 or a pool fraction 0 < f <= 1")
+                raise ValueError(
+                    f"budget {b!r}: give a frame count >= 2 or a pool fraction 0 < f <= 1"
+                )
         if not self.seeds:
             raise ValueError("seeds is empty; give at least one seed")
         return self
@@ -183,10 +181,18 @@ def run_combo(task: ComboTask) -> dict:
         stability = _stability(model, test_frames, task) if task.md.enabled else None
         times["md_s"] = time.time() - started
     return {
-        "key": task.key, "selector": task.selector, "selector_name": task.selector_name,
-        "selector_options": task.selector_options, "budget": task.budget, "n_train": task.n_train,
-        "seed": task.seed, "selected_ids": selected_ids, "selector_state": selector_state, **errors,
-        "stability": stability, "stable": None if stability is None else stability["stable"],
+        "key": task.key,
+        "selector": task.selector,
+        "selector_name": task.selector_name,
+        "selector_options": task.selector_options,
+        "budget": task.budget,
+        "n_train": task.n_train,
+        "seed": task.seed,
+        "selected_ids": selected_ids,
+        "selector_state": selector_state,
+        **errors,
+        "stability": stability,
+        "stable": None if stability is None else stability["stable"],
         **{k: round(v, 2) for k, v in times.items()},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -200,10 +206,16 @@ def _select(task: ComboTask) -> tuple[list[int], dict]:
     """The picked store ids and the selector's learned state (grid's counts per level,
     committee's per-chunk scores, timings)."""
     candidates = Store(task.pool_url, create=False).frames(list(task.pool_ids))
-    selector = _share_descriptor(make_selector(task.selector_name, **task.selector_options), task.selector_options)
+    selector = _share_descriptor(
+        make_selector(task.selector_name, **task.selector_options), task.selector_options
+    )
     positions = selector.select(candidates, task.n_train, rng=np.random.default_rng(task.seed))
-    state = {name.rstrip("_"): getattr(selector, name) for name in _STATE if hasattr(selector, name)}
-    return [int(task.pool_ids[p]) for p in positions], json.loads(json.dumps(state, default=jsonable))
+    state = {
+        name.rstrip("_"): getattr(selector, name) for name in _STATE if hasattr(selector, name)
+    }
+    return [int(task.pool_ids[p]) for p in positions], json.loads(
+        json.dumps(state, default=jsonable)
+    )
 
 
 def _share_descriptor(selector, options: dict):
@@ -223,15 +235,20 @@ def _share_descriptor(selector, options: dict):
 def _train(task: ComboTask, selected_ids: list[int]):
     frames = Store(task.pool_url, create=False).frames(selected_ids)
     config = task.train.model_copy(update={"seed": task.train.seed + task.seed})
-    trained = train_committee(frames, task.reference, model=task.model, config=config, out_dir=task.out_dir).model
+    trained = train_committee(
+        frames, task.reference, model=task.model, config=config, out_dir=task.out_dir
+    ).model
     save_checkpoint(trained, Path(task.out_dir) / "committee.pt", training_ids=selected_ids)
     return trained
 
 
 def _evaluate(model, frames, reference: str) -> dict:
     errors = pool_errors(frames, predict(model, frames), reference)
-    metrics = {"energy": ("energy_meV_per_atom", "meV_per_atom"), "force": ("forces_eV_per_A", "eV_per_A"),
-               "stress": ("stress_GPa", "GPa")}
+    metrics = {
+        "energy": ("energy_meV_per_atom", "meV_per_atom"),
+        "force": ("forces_eV_per_A", "eV_per_A"),
+        "stress": ("stress_GPa", "GPa"),
+    }
     flat = {"n_test": errors["n_frames"]}
     for name, (entry, unit) in metrics.items():
         for stat in ("mae", "rmse", "l4"):
@@ -257,14 +274,34 @@ def run(config: Config, rundir: RunDir, *, progress=None) -> dict:
     stage.check_settings(_settings(config), what="pools, model, train or md")
     done = _finished(stage.root / "results.jsonl", tasks)
     _run([t for t in tasks if t.key not in done], config, stage.root, progress)
-    return _finish(config, stage, tasks, started)
+    rows = [
+        r for r in read_results(stage.root / "results.jsonl") if r["key"] in {t.key for t in tasks}
+    ]
+    failures = read_results(stage.root / "failures.jsonl")
+    return finish(
+        config,
+        stage,
+        tasks,
+        rows,
+        failures,
+        inputs={"compare": config.compare.model_dump(), **_settings(config)},
+        started=started,
+    )
 
 
 def headline(summary: dict) -> list[dict]:
     """What ``potstill compare-selectors`` prints: seed means per selector and size."""
-    keys = ("selector", "n_train", "energy_l4_meV_per_atom", "force_rmse_eV_per_A", "stable_fraction")
-    return [{k: (row[k]["mean"] if isinstance(row[k], dict) else row[k]) for k in keys if k in row}
-            for row in summary["table"]]
+    keys = (
+        "selector",
+        "n_train",
+        "energy_l4_meV_per_atom",
+        "force_rmse_eV_per_A",
+        "stable_fraction",
+    )
+    return [
+        {k: (row[k]["mean"] if isinstance(row[k], dict) else row[k]) for k in keys if k in row}
+        for row in summary["table"]
+    ]
 
 
 def _ids(spec: PoolSpec, what: str) -> tuple[Store, list[int]]:
@@ -273,7 +310,9 @@ def _ids(spec: PoolSpec, what: str) -> tuple[Store, list[int]]:
     store = Store(spec.path, create=False)
     ids = store.ids()[spec.start : spec.stop : spec.stride]
     if not ids:
-        raise PotstillError(f"compare.{what}: no frames in {spec.path} [{spec.start}:{spec.stop}:{spec.stride}]")
+        raise PotstillError(
+            f"compare.{what}: no frames in {spec.path} [{spec.start}:{spec.stop}:{spec.stride}]"
+        )
     return store, ids
 
 
@@ -283,16 +322,20 @@ def _pool_ids(compare: CompareConfig) -> tuple[list[int], list[int]]:
     if pool_store.url == test_store.url:
         overlap = set(pool_ids) & set(test_ids)
         if overlap:
-            raise PotstillError(f"compare.test_pool shares {len(overlap)} frames with compare.pool; give disjoint "
-                                "start/stop ranges (the test pool is never selected from)")
+            raise PotstillError(
+                f"compare.test_pool shares {len(overlap)} frames with compare.pool; give disjoint "
+                "start/stop ranges (the test pool is never selected from)"
+            )
     return pool_ids, test_ids
 
 
 def _train_frames(budget: int | float, n_pool: int) -> int:
     n = budget_frames(budget, n_pool)
     if not 2 <= n <= n_pool:
-        raise PotstillError(f"compare budget {budget!r} means {n} frames, but the pool holds {n_pool}; "
-                            f"choose budgets between 2 and {n_pool} frames")
+        raise PotstillError(
+            f"compare budget {budget!r} means {n} frames, but the pool holds {n_pool}; "
+            f"choose budgets between 2 and {n_pool} frames"
+        )
     return n
 
 
@@ -307,13 +350,26 @@ def _tasks(config: Config, root: Path, pool_ids: list[int], test_ids: list[int])
             n = _train_frames(budget, len(pool_ids))
             for seed in compare.seeds:
                 key = f"{spec.key}_b{budget:g}_s{seed}"
-                tasks.append(ComboTask(
-                    key=key, selector=spec.key, selector_name=spec.name, selector_options=options,
-                    budget=budget, n_train=n, seed=seed, pool_url=pool_url, pool_ids=tuple(pool_ids),
-                    test_url=test_url, test_ids=tuple(test_ids), reference=config.reference.name,
-                    model=config.model.spec(config.species), train=config.train, md=compare.md,
-                    out_dir=str(root / "models" / key),
-                ))
+                tasks.append(
+                    ComboTask(
+                        key=key,
+                        selector=spec.key,
+                        selector_name=spec.name,
+                        selector_options=options,
+                        budget=budget,
+                        n_train=n,
+                        seed=seed,
+                        pool_url=pool_url,
+                        pool_ids=tuple(pool_ids),
+                        test_url=test_url,
+                        test_ids=tuple(test_ids),
+                        reference=config.reference.name,
+                        model=config.model.spec(config.species),
+                        train=config.train,
+                        md=compare.md,
+                        out_dir=str(root / "models" / key),
+                    )
+                )
     return tasks
 
 
@@ -321,23 +377,14 @@ def _settings(config: Config) -> dict:
     """What every result depends on (selectors, budgets and seeds may grow on resume)."""
     compare = config.compare
     return {
-        "pool": compare.pool.model_dump(), "test_pool": compare.test_pool.model_dump(), "md": compare.md.model_dump(),
-        "train": config.train.model_dump(), "model": config.model.model_dump(), "species": config.species,
+        "pool": compare.pool.model_dump(),
+        "test_pool": compare.test_pool.model_dump(),
+        "md": compare.md.model_dump(),
+        "train": config.train.model_dump(),
+        "model": config.model.model_dump(),
+        "species": config.species,
         "reference": config.reference.model_dump(),
     }
-
-
-def read_results(path: Path) -> list[dict]:
-    """The lines of a ``results.jsonl`` (a torn last line from a crash is skipped)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
 
 
 def _finished(path: Path, tasks: list[ComboTask]) -> set[str]:
@@ -345,8 +392,10 @@ def _finished(path: Path, tasks: list[ComboTask]) -> set[str]:
     done = set()
     for row in read_results(path):
         if row["key"] in options and row["selector_options"] != options[row["key"]]:
-            raise PotstillError(f"{path} has {row['key']} with selector options {row['selector_options']}, the config "
-                                f"{options[row['key']]}; give the new options another `label` or pass --overwrite")
+            raise PotstillError(
+                f"{path} has {row['key']} with selector options {row['selector_options']}, the config "
+                f"{options[row['key']]}; give the new options another `label` or pass --overwrite"
+            )
         done.add(row["key"])
     return done
 
@@ -356,14 +405,24 @@ def _run(tasks: list[ComboTask], config: Config, root: Path, progress) -> None:
     finishes; a failure goes to failures.jsonl (retried on --resume) and the rest go on."""
     if not tasks:
         return
-    bar = progress.add_task(f"compare: {len(tasks)} trainings", total=len(tasks)) if progress else None
+    bar = (
+        progress.add_task(f"compare: {len(tasks)} trainings", total=len(tasks))
+        if progress
+        else None
+    )
     with make_executor(config.executor, jobs=len(tasks)) as executor:
         for task, future in fan_out(executor, run_combo, tasks):
             try:
                 _append(root / "results.jsonl", future.result())
             except Exception as error:  # noqa: BLE001 - recorded, retried on --resume
-                _append(root / "failures.jsonl", {"key": task.key, "error": f"{type(error).__name__}: {error}",
-                                                  "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                _append(
+                    root / "failures.jsonl",
+                    {
+                        "key": task.key,
+                        "error": f"{type(error).__name__}: {error}",
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    },
+                )
             if progress is not None:
                 progress.update(bar, advance=1)
 
@@ -372,42 +431,3 @@ def _append(path: Path, row: dict) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(row, default=jsonable) + "\n")
         handle.flush()
-
-
-# -- outputs --------------------------------------------------------------------------
-def _finish(config: Config, stage: Stage, tasks: list[ComboTask], started: float) -> dict:
-    compare, root, report = config.compare, stage.root, stage.report
-    wanted = {t.key for t in tasks}
-    rows = [r for r in read_results(root / "results.jsonl") if r["key"] in wanted]
-    failed = sorted({f["key"] for f in read_results(root / "failures.jsonl")} & (wanted - {r["key"] for r in rows}))
-    table = summarize_results(rows)
-    summary = {
-        "name": config.name, "pool": compare.pool.model_dump(), "test_pool": compare.test_pool.model_dump(),
-        "n_pool": len(tasks[0].pool_ids), "n_test": len(tasks[0].test_ids),
-        "selectors": [s.model_dump() for s in compare.selectors], "budgets": compare.budgets, "seeds": compare.seeds,
-        "n_finished": len(rows), "n_planned": len(tasks), "failed": failed, "table": table,
-        "versus_random": versus_random(table),
-    }
-    report.mkdir(parents=True, exist_ok=True)
-    tables, figures = [], []
-    if table:
-        figures.append(compare_plot(table, path=report / "compare_errors.png",
-                                    title=f"{config.name}: {summary['n_test']} test frames, mean +- std of "
-                                          f"{len(compare.seeds)} seeds"))
-        summary["figure"] = "compare_errors.png"
-        markdown = compare_markdown(table)
-        (report / "compare_table.md").write_text(markdown)
-        tables.append((f"test pool: {summary['n_test']} frames; mean ± std over seeds {compare.seeds}", markdown))
-    if rows:
-        pool_energy = energies_per_atom(tasks[0].pool_url, tasks[0].pool_ids, config.reference.name)
-        test_energy = energies_per_atom(tasks[0].test_url, tasks[0].test_ids, config.reference.name)
-        summary["coverage"] = selection_coverage(rows, pool_energy, test_energy)
-        figures.append(coverage_plot(pool_energy, test_energy, largest_picks(rows, pool_energy),
-                                     path=report / "compare_coverage.png",
-                                     title=f"{config.name}: what the selectors picked (largest budget, all seeds)"))
-        tables.append(("reference energy per atom (eV) of the picked frames: percentiles over all seeds",
-                       coverage_markdown(summary["coverage"])))
-    stage.publish(summary, title=f"{config.name}: selector benchmark", tables=tables, figures=figures)
-    stage.write_record(inputs={"compare": compare.model_dump(), **_settings(config)},
-                       results={k: v for k, v in summary.items() if k != "table"}, started=started)
-    return summary

@@ -1,20 +1,38 @@
-"""The selector comparison's numbers: per (selector, frames) means over seeds, the
-ratios to random, and where each selector looked (reference energies of its picks).
+"""The selector comparison's results: per (selector, frames) means over seeds, the ratios
+to random, where each selector looked (reference energies of its picks), and the report.
 
-Pure functions of the rows of ``results.jsonl`` (:mod:`potstill.workflows.compare`).
+Functions of the rows of ``results.jsonl`` (:mod:`potstill.workflows.compare`).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Sequence
+
 import numpy as np
 
 from potstill.frames import get_labels
+from potstill.report.compare import compare_markdown, compare_plot, coverage_markdown, coverage_plot
+from potstill.rundir import Stage
 from potstill.store import Store
 
-__all__ = ["METRICS", "energies_per_atom", "largest_picks", "selection_coverage", "summarize_results", "versus_random"]
+__all__ = [
+    "METRICS",
+    "finish",
+    "read_results",
+    "energies_per_atom",
+    "largest_picks",
+    "selection_coverage",
+    "summarize_results",
+    "versus_random",
+]
 
-METRICS = tuple(f"{q}_{s}_{u}" for q, u in (("energy", "meV_per_atom"), ("force", "eV_per_A"), ("stress", "GPa"))
-                for s in ("mae", "rmse", "l4"))
+METRICS = tuple(
+    f"{q}_{s}_{u}"
+    for q, u in (("energy", "meV_per_atom"), ("force", "eV_per_A"), ("stress", "GPa"))
+    for s in ("mae", "rmse", "l4")
+)
 
 
 def summarize_results(rows: list[dict]) -> list[dict]:
@@ -25,11 +43,17 @@ def summarize_results(rows: list[dict]) -> list[dict]:
         groups.setdefault((row["selector"], row["budget"]), []).append(row)
     table = []
     for (selector, budget), group in groups.items():
-        entry = {"selector": selector, "budget": budget, "n_train": group[0]["n_train"],
-                 "seeds": sorted(r["seed"] for r in group)}
+        entry = {
+            "selector": selector,
+            "budget": budget,
+            "n_train": group[0]["n_train"],
+            "seeds": sorted(r["seed"] for r in group),
+        }
         for metric in METRICS:
             values = [r[metric] for r in group if r.get(metric) is not None]
-            entry[metric] = {"mean": float(np.mean(values)), "std": float(np.std(values))} if values else None
+            entry[metric] = (
+                {"mean": float(np.mean(values)), "std": float(np.std(values))} if values else None
+            )
         checked = [r["stable"] for r in group if r.get("stable") is not None]
         entry["stable_fraction"] = float(np.mean(checked)) if checked else None
         table.append(entry)
@@ -59,21 +83,37 @@ def versus_random(table: list[dict], baseline: str = "random") -> list[dict]:
 _PERCENTILES = (5, 25, 50, 75, 95)
 
 
-def selection_coverage(rows: list[dict], pool_energy: dict[int, float], test_energy: dict[int, float]) -> dict:
+def selection_coverage(
+    rows: list[dict], pool_energy: dict[int, float], test_energy: dict[int, float]
+) -> dict:
     """Where the selectors looked: percentiles (``p5`` ... ``p95``, eV/atom) of the
     reference energy per atom of the pool, the test pool and, per (selector, frames), the
     frames picked over all seeds; ``below_pool_p25``: the share of picks below the
     pool's 25th percentile (0.25 for a uniform pick)."""
+
     def percentiles(values) -> dict:
-        return {f"p{q}": float(v) for q, v in zip(_PERCENTILES, np.percentile(list(values), _PERCENTILES))}
+        return {
+            f"p{q}": float(v)
+            for q, v in zip(_PERCENTILES, np.percentile(list(values), _PERCENTILES))
+        }
 
     pool = percentiles(pool_energy.values())
     picks: dict[tuple, list[float]] = {}
     for row in rows:
-        picks.setdefault((row["selector"], row["n_train"]), []).extend(pool_energy[i] for i in row["selected_ids"])
-    selected = [{"selector": selector, "n_train": n, **percentiles(values),
-                 "below_pool_p25": float(np.mean(np.asarray(values) < pool["p25"]))}
-                for (selector, n), values in sorted(picks.items(), key=lambda item: (item[0][1], item[0][0]))]
+        picks.setdefault((row["selector"], row["n_train"]), []).extend(
+            pool_energy[i] for i in row["selected_ids"]
+        )
+    selected = [
+        {
+            "selector": selector,
+            "n_train": n,
+            **percentiles(values),
+            "below_pool_p25": float(np.mean(np.asarray(values) < pool["p25"])),
+        }
+        for (selector, n), values in sorted(
+            picks.items(), key=lambda item: (item[0][1], item[0][0])
+        )
+    ]
     return {"pool": pool, "test": percentiles(test_energy.values()), "selected": selected}
 
 
@@ -95,5 +135,100 @@ def largest_picks(rows: list[dict], pool_energy: dict[int, float]) -> dict[str, 
     for row in rows:
         if row["n_train"] == largest[row["selector"]]:
             picks.setdefault(f"{row['selector']} ({row['n_train']})", []).extend(
-                pool_energy[i] for i in row["selected_ids"])
+                pool_energy[i] for i in row["selected_ids"]
+            )
     return picks
+
+
+def read_results(path: Path) -> list[dict]:
+    """The lines of a ``results.jsonl`` (a torn last line from a crash is skipped)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def finish(
+    config,
+    stage: Stage,
+    tasks: Sequence,
+    rows: list[dict],
+    failures: list[dict],
+    *,
+    inputs: dict,
+    started: float,
+) -> dict:
+    """The comparison's summary, tables and figures from the finished ``rows`` (and the
+    ``failures``) of ``tasks``, published as the stage's report; returns the summary."""
+    compare, report = config.compare, stage.report
+    wanted = {t.key for t in tasks}
+    failed = sorted({f["key"] for f in failures} & (wanted - {r["key"] for r in rows}))
+    table = summarize_results(rows)
+    summary = {
+        "name": config.name,
+        "pool": compare.pool.model_dump(),
+        "test_pool": compare.test_pool.model_dump(),
+        "n_pool": len(tasks[0].pool_ids),
+        "n_test": len(tasks[0].test_ids),
+        "selectors": [s.model_dump() for s in compare.selectors],
+        "budgets": compare.budgets,
+        "seeds": compare.seeds,
+        "n_finished": len(rows),
+        "n_planned": len(tasks),
+        "failed": failed,
+        "table": table,
+        "versus_random": versus_random(table),
+    }
+    report.mkdir(parents=True, exist_ok=True)
+    tables, figures = [], []
+    if table:
+        figures.append(
+            compare_plot(
+                table,
+                path=report / "compare_errors.png",
+                title=f"{config.name}: {summary['n_test']} test frames, mean +- std of "
+                f"{len(compare.seeds)} seeds",
+            )
+        )
+        summary["figure"] = "compare_errors.png"
+        markdown = compare_markdown(table)
+        (report / "compare_table.md").write_text(markdown)
+        tables.append(
+            (
+                f"test pool: {summary['n_test']} frames; mean ± std over seeds {compare.seeds}",
+                markdown,
+            )
+        )
+    if rows:
+        pool_energy = energies_per_atom(tasks[0].pool_url, tasks[0].pool_ids, config.reference.name)
+        test_energy = energies_per_atom(tasks[0].test_url, tasks[0].test_ids, config.reference.name)
+        summary["coverage"] = selection_coverage(rows, pool_energy, test_energy)
+        figures.append(
+            coverage_plot(
+                pool_energy,
+                test_energy,
+                largest_picks(rows, pool_energy),
+                path=report / "compare_coverage.png",
+                title=f"{config.name}: what the selectors picked (largest budget, all seeds)",
+            )
+        )
+        tables.append(
+            (
+                "reference energy per atom (eV) of the picked frames: percentiles over all seeds",
+                coverage_markdown(summary["coverage"]),
+            )
+        )
+    stage.publish(
+        summary, title=f"{config.name}: selector benchmark", tables=tables, figures=figures
+    )
+    stage.write_record(
+        inputs=inputs,
+        results={k: v for k, v in summary.items() if k != "table"},
+        started=started,
+    )
+    return summary

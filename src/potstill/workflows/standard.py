@@ -37,7 +37,6 @@ from potstill.workflows import WorkflowConfig
 __all__ = ["Config", "headline", "run", "sample", "select_training_frames", "train", "validate"]
 
 
-
 class Config(WorkflowConfig):
     """``sample`` (its ``sampler``'s section: md, momt, translate), ``select``, ``model``,
     ``train``, ``validate``."""
@@ -71,14 +70,22 @@ def run(config: Config, rundir: RunDir, *, progress=None) -> dict:
 def headline(summary: dict) -> dict:
     """What ``potstill run`` prints: the pool errors of the validated committee."""
     pool = (summary.get("validate") or {}).get("pool", {})
-    return {k: v for k, v in pool.items() if k != "errors"} | {"wall_time_s": summary.get("wall_time_s")}
+    return {k: v for k, v in pool.items() if k != "errors"} | {
+        "wall_time_s": summary.get("wall_time_s")
+    }
 
 
 def sample(config: Config, rundir: RunDir, *, progress=None) -> dict:
     """The sample stage with the configured sampler (see :mod:`potstill.sampling`)."""
     with make_executor(config.executor) as executor:
-        return sample_stage(config.sample, species=config.species, reference=config.reference, run=rundir,
-                            executor=executor, progress=progress)
+        return sample_stage(
+            config.sample,
+            species=config.species,
+            reference=config.reference,
+            run=rundir,
+            executor=executor,
+            progress=progress,
+        )
 
 
 def select_training_frames(config: Config, store: Store):
@@ -102,15 +109,35 @@ def train(config: Config, rundir: RunDir, *, progress=None) -> dict:
     ids, frames = select_training_frames(config, store)
     check_elements(frames, config.species)
     with make_executor(config.executor, jobs=config.train.committee) as executor:
-        trained = train_committee(frames, config.reference.name, model=config.model.spec(config.species),
-                                  config=config.train, out_dir=stage.root, executor=executor, progress=progress)
+        trained = train_committee(
+            frames,
+            config.reference.name,
+            model=config.model.spec(config.species),
+            config=config.train,
+            out_dir=stage.root,
+            executor=executor,
+            progress=progress,
+        )
     save_checkpoint(trained.model, stage.root / "committee.pt", training_ids=ids)
-    results = {"n_selected": len(ids), "n_pool": len(store), "members": trained.summaries,
-               "committee_checksum": parameter_checksum(trained.model)}
-    stage.write_record(inputs={"select": config.select.model_dump(), "model": config.model.model_dump(),
-                               "train": config.train.model_dump()}, results=results, started=started)
-    stage.publish(results | {"wall_time_s": round(time.time() - started, 1)},
-                  title=f"{config.name}: {config.train.committee} members on {len(ids)} frames")
+    results = {
+        "n_selected": len(ids),
+        "n_pool": len(store),
+        "members": trained.summaries,
+        "committee_checksum": parameter_checksum(trained.model),
+    }
+    stage.write_record(
+        inputs={
+            "select": config.select.model_dump(),
+            "model": config.model.model_dump(),
+            "train": config.train.model_dump(),
+        },
+        results=results,
+        started=started,
+    )
+    stage.publish(
+        results | {"wall_time_s": round(time.time() - started, 1)},
+        title=f"{config.name}: {config.train.committee} members on {len(ids)} frames",
+    )
     return results
 
 
@@ -123,6 +150,14 @@ def validate(config: Config, rundir: RunDir, *, progress=None) -> dict:
     done = rundir.summary().get("validate")
     if rundir.resume and done and checksum and done.get("committee_checksum") == checksum:
         return done
-    summary = validate_stage(config.validate_, name=config.name, species=config.species, reference=config.reference,
-                             run=rundir, committee_path=committee, progress=progress, checksum=checksum)
+    summary = validate_stage(
+        config.validate_,
+        name=config.name,
+        species=config.species,
+        reference=config.reference,
+        run=rundir,
+        committee_path=committee,
+        progress=progress,
+        checksum=checksum,
+    )
     return summary
