@@ -99,7 +99,7 @@ def main() -> None:
     )
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--n", type=int, default=32, help="frames to select")
-    parser.add_argument("--pool", type=Path, default=Path("/work/runs-bench/ni32-pool.db"))
+    parser.add_argument("--pool", type=Path, default=Path("runs/benchmarks/ni32-pool.db"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--selectors", nargs="+", default=list(SELECTORS))
     parser.add_argument("--build-only", action="store_true")

@@ -178,3 +178,32 @@ def test_select_stage_takes_any_registered_selector_with_options(tmp_path):
     path.write_text("select: {method: fsp, n: 3}\n")
     with pytest.raises(PotstillError, match="unknown selection method 'fsp'"):
         load_config(path)
+
+
+def test_a_new_workflow_is_one_module_and_one_registry_entry(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from conftest import emt_frames
+    from potstill.cli import app
+    from potstill.store import Store
+    from potstill.workflows import WORKFLOWS, Entry
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setitem(
+        WORKFLOWS, "energy-range", Entry("example_workflow", "Energy range of a pool.")
+    )
+    Store(tmp_path / "pool.db").add(emt_frames(5))
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"workflow: energy-range\nreference: {{kind: emt, name: emt}}\npool: {tmp_path / 'pool.db'}\n"
+    )
+    result = CliRunner().invoke(app, ["run", str(config), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "report" / "summary.json").read_text())["energy-range"]
+    assert summary["n_frames"] == 5 and summary["min_eV_per_atom"] < summary["max_eV_per_atom"]
+    assert "energy-range/index.html" in (tmp_path / "run" / "report" / "index.html").read_text()
+    config.write_text("workflow: relabel\n")
+    with pytest.raises(PotstillError, match="unknown workflow 'relabel'"):
+        load_config(config)

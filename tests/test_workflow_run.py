@@ -215,3 +215,18 @@ def test_a_momt_run_goes_through_validate_and_resume_deletes_nothing(tmp_path):
     assert (
         after["report/validate/summary.json"] == before["report/validate/summary.json"]
     )  # same committee: kept
+
+
+def test_overwriting_one_stage_replaces_only_its_own_outputs(finished_run):
+    root, out = finished_run
+    config = load_config(root / "tiny.yaml")
+    others = {p: p.read_bytes() for p in (out / "report" / "sample").iterdir()} | {
+        p: p.read_bytes() for p in (out / "train").iterdir() if p.is_file()
+    }
+    (out / "report" / "validate" / "stale.txt").write_text("from an earlier validation")
+    summary = standard.validate(config, RunDir(out, overwrite=True))
+    assert (
+        summary["pool"]["n_frames"] == 40 and (out / "report" / "validate" / "parity.png").exists()
+    )
+    assert not (out / "report" / "validate" / "stale.txt").exists()
+    assert all(path.read_bytes() == data for path, data in others.items())

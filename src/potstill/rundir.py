@@ -87,13 +87,10 @@ class Stage:
 
     def outputs(self) -> list[Path]:
         """Every path this stage owns: its own folder (unless it is the run folder), its
-        files there, and its report folder."""
-        paths = list(self.owns) + [self.report]
-        if self.root != self.run.path:
-            paths.insert(0, self.root)
-        else:
-            paths.append(self.record_path)
-        return paths
+        files there, and its report folder; each once."""
+        paths = [*self.owns, self.report]
+        paths.append(self.root if self.root != self.run.path else self.record_path)
+        return list(dict.fromkeys(paths))
 
     def claim(self) -> None:
         """Make this stage's outputs writable as the run asks: kept with ``resume``,
@@ -180,9 +177,9 @@ def claim_paths(paths: Sequence[Path], *, overwrite: bool, resume: bool, what: s
         )
     for path in existing:
         if path.is_dir():
-            shutil.rmtree(path)
+            shutil.rmtree(path, ignore_errors=True)
         else:
-            path.unlink()
+            path.unlink(missing_ok=True)
 
 
 def versions() -> dict[str, str]:
