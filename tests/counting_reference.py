@@ -55,9 +55,10 @@ def make_dying(*, inner, log, die_on, marker, **options):
     return Dying(make_reference_calculator(inner, **options), log, die_on, marker)
 
 
-def calls(log) -> list[int]:
-    """The keys of the frames computed so far, in order."""
+def calls(log) -> list:
+    """The keys of the frames computed so far, in order (ints; ``"None"`` for a frame
+    without one)."""
     try:
-        return [int(line) for line in open(log).read().split()]
+        return [int(key) if key.lstrip("-").isdigit() else key for key in open(log).read().split()]
     except FileNotFoundError:
         return []

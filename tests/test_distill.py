@@ -232,6 +232,33 @@ def test_resume_after_an_interrupted_iteration_trains_only_what_is_left(
         distill(_config(pool, k_sigma=1.0), out, resume=True)
 
 
+def test_a_noisy_copy_the_reference_fails_on_is_recorded_and_left_out(pool, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from counting_reference import calls
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    log = tmp_path / "calls.log"
+    config = _config(pool, n_chunks=2, augment_copies=2, augment_delta_A=0.03)
+    failing = {
+        "kind": "counting_reference:make_calculator",
+        "name": "emt",
+        "options": {"inner": "emt", "log": str(log), "fail_on": [2]},
+    }
+    config = Config.model_validate({**config.model_dump(by_alias=True), "reference": failing})
+    distill(config, tmp_path / "run")
+    first = _record(tmp_path / "run", 0)
+    # chunk 0: 12 frames and their copies, less the failed one
+    assert first["n_label_failures"] == 1 and first["n_training_frames"] == 2 * 12 - 1
+    keys = [k for k in calls(log) if k != "None"]  # later iterations keep the liquid-like frame
+    assert keys.count(2) == 3 and len(set(keys)) == len(keys) - 2  # the other copies once each
+    failed = Store(tmp_path / "run" / "distill" / "train.db").get(selection="emt_label_attempts>0")
+    assert len(failed) == 1 and "node lost on frame 2" in failed[0].info["emt_label_error"]
+    assert all(
+        len(rows) == 2 for pid, rows in first["all_rows"].items() if pid != str(pool.ids()[2])
+    )
+
+
 def test_augmentation_copy_zero_is_the_frame_and_copies_are_relabeled():
     frames = emt_frames(2, seed=3, size=1)
     reference = ReferenceConfig(kind="emt", name="emt")

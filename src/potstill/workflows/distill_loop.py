@@ -21,7 +21,6 @@ from pydantic import Field, model_validator
 from potstill.errors import PotstillError
 from potstill.frames import get_labels
 from potstill.labeling import label_store, noisy_copies
-from potstill.labeling.label import check_failures
 from potstill.learning import CommitteeLearner, Iteration, Retrained, Selection, budget_frames
 from potstill.learning.pick import pick_highest
 from potstill.models import Committee, load_checkpoint
@@ -237,7 +236,9 @@ class DistillSteps:
     def add(self, i: int, selection: Selection) -> None:
         """The new frames (and their noisy copies) of iteration ``i`` into the training
         store in one transaction, the copies labeled over the executor. Rows an
-        interrupted run already added are kept; labels it stored are not recomputed."""
+        interrupted run already added are kept; labels it stored are not recomputed; a
+        copy the reference fails on is recorded on its row, counted in the iteration's
+        record (``n_label_failures``) and left out of training."""
         d = self.d
         if selection.keys and not self.training.ids(f"distill_iteration={i}"):
             frames = self.pool.store.get(selection.keys)
@@ -259,7 +260,7 @@ class DistillSteps:
                 executor=self.executor,
                 retry_failed=True,
             )
-            check_failures(labels, "rerun `potstill distill --resume`")
+            selection.info["n_label_failures"] = len(labels["failed"])
 
     def retrain(self, i: int, selection: Selection, previous: Iteration | None) -> Iteration:
         config, d, pool = self.config, self.d, self.pool
