@@ -193,11 +193,7 @@ def check_failures(results: dict, retry: str) -> None:
     failed = list(results["failed"]) + list(results["skipped_failed"])
     if not failed:
         return
-    first = (
-        results["errors"].get(failed[0], "failed before")
-        if results.get("errors")
-        else "failed before"
-    )
+    first = results.get("errors", {}).get(failed[0], "failed in an earlier run")
     raise PotstillError(
         f"reference {results['reference']!r} failed on {len(failed)} frame(s) (row {failed[0]}: {first}); "
         f"{results['labeled']} frames labeled and stored, the failures are recorded on the frames: "

@@ -9,9 +9,9 @@ already translated) or started again (MD is seeded, so it gives the same frames)
 from __future__ import annotations
 
 import time
-from concurrent.futures import Executor
 from typing import Any, Sequence
 
+from potstill.executors import ExecutorConfig
 from potstill.references import ReferenceConfig
 from potstill.rundir import RunDir
 from potstill.sampling import get_sampler
@@ -25,11 +25,12 @@ def sample(
     species: Sequence[str],
     reference: ReferenceConfig,
     run: RunDir,
-    executor: Executor | None = None,
+    executor: ExecutorConfig | None = None,
     progress=None,
 ) -> dict:
     """Fill ``run.pool`` with the sampler ``config.sampler`` (see the module docstring);
-    returns the sampler's results."""
+    ``executor`` is where a sampler that fans work out (translate's labels) runs it.
+    Returns the sampler's results."""
     sampler = get_sampler(config.sampler)
     stage = run.stage("sample", root=".", owns=["pool.db", *sampler.OWNS])
     finished = stage.finished()

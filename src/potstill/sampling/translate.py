@@ -44,6 +44,7 @@ from pydantic import Field
 
 from potstill.crystals import relax_crystal
 from potstill.errors import PotstillError
+from potstill.executors import ExecutorConfig, make_executor
 from potstill.frames import available_references
 from potstill.labeling.label import check_failures, label_store
 from potstill.references import ReferenceConfig, default_name, make_calculator, registered_options
@@ -108,32 +109,34 @@ def run(
     species: Sequence[str],
     reference: ReferenceConfig,
     stage: Stage,
-    executor: Executor | None = None,
+    executor: ExecutorConfig | None = None,
     progress=None,
 ) -> dict:
     """Translate ``config.translate.source`` into the run's pool, labeled by the run's
-    reference; an interrupted translation resumes without relabeling finished frames."""
+    reference over ``executor``; an interrupted translation resumes without relabeling
+    finished frames."""
     t = config.translate
     element = reference_element(reference.kind, reference.options)
     if element is not None and element not in species:
         raise PotstillError(
             f"translation target {element} (reference {reference.kind}) not in species {list(species)}"
         )
-    return translate_store(
-        t.source,
-        stage.run.pool,
-        source_reference=t.from_reference,
-        target_reference=reference.kind,
-        target_options=reference.options,
-        structure=t.structure,
-        scale_factor=t.scale,
-        label=reference.name,
-        n=t.n,
-        seed=t.seed,
-        resume=True,
-        executor=executor,
-        progress=progress,
-    )
+    with make_executor(executor or ExecutorConfig()) as pool:
+        return translate_store(
+            t.source,
+            stage.run.pool,
+            source_reference=t.from_reference,
+            target_reference=reference.kind,
+            target_options=reference.options,
+            structure=t.structure,
+            scale_factor=t.scale,
+            label=reference.name,
+            n=t.n,
+            seed=t.seed,
+            resume=True,
+            executor=pool,
+            progress=progress,
+        )
 
 
 def reference_element(kind: str, options: dict[str, Any] | None = None) -> str | None:

@@ -65,10 +65,9 @@ class CommitteeUncertainty:
         )
 
     def per_atom(self, frames: Iterable[Atoms]) -> list[np.ndarray]:
-        frames = list(frames) if not hasattr(frames, "__getitem__") else frames
-        if len(frames) == 1 and self._current(frames[0]) is not None:
-            return [self._current(frames[0])]
-        return self.evaluate(frames).atom_std
+        frames = frames if hasattr(frames, "__getitem__") else list(frames)
+        current = self._current(frames[0]) if len(frames) == 1 else None
+        return [current] if current is not None else self.evaluate(frames).atom_std
 
     def _current(self, atoms: Atoms) -> np.ndarray | None:
         """The spread this committee's calculator computed for ``atoms`` as they are."""

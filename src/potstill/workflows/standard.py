@@ -77,15 +77,14 @@ def headline(summary: dict) -> dict:
 
 def sample(config: Config, rundir: RunDir, *, progress=None) -> dict:
     """The sample stage with the configured sampler (see :mod:`potstill.sampling`)."""
-    with make_executor(config.executor) as executor:
-        return sample_stage(
-            config.sample,
-            species=config.species,
-            reference=config.reference,
-            run=rundir,
-            executor=executor,
-            progress=progress,
-        )
+    return sample_stage(
+        config.sample,
+        species=config.species,
+        reference=config.reference,
+        run=rundir,
+        executor=config.executor,
+        progress=progress,
+    )
 
 
 def select_training_frames(config: Config, store: Store):
@@ -150,7 +149,7 @@ def validate(config: Config, rundir: RunDir, *, progress=None) -> dict:
     done = rundir.summary().get("validate")
     if rundir.resume and done and checksum and done.get("committee_checksum") == checksum:
         return done
-    summary = validate_stage(
+    return validate_stage(
         config.validate_,
         name=config.name,
         species=config.species,
@@ -160,4 +159,3 @@ def validate(config: Config, rundir: RunDir, *, progress=None) -> dict:
         progress=progress,
         checksum=checksum,
     )
-    return summary
