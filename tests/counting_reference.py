@@ -3,22 +3,27 @@
 ``make_calculator(inner=..., log=PATH, fail_on=[...], **options)`` wraps the registered
 reference ``inner`` (EAM in LAMMPS, EMT, ...): every calculation appends the frame's key
 (``info["source_id"]``, else ``info["step"]``) to ``log`` (a file, so calls made in
-worker processes are counted too), and frames whose key is in ``fail_on`` raise, as a
-crashed or unconverged reference would. Named by import path in tests:
+worker processes are counted too); frames whose key is in ``fail_on`` raise (an
+unconverged SCF), in ``hang_on`` never return, in ``crash_on`` kill their process with a
+segfault and in ``nan_on`` return NaN forces. Named by import path in tests:
 ``ReferenceConfig(kind="counting_reference:make_calculator", options={...})``.
 """
 
 import os
+import signal
+import time
 
+import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from potstill.references import make_calculator as make_reference_calculator
 
 
 class Counting(Calculator):
-    def __init__(self, inner, log, fail_on=()):
+    def __init__(self, inner, log, fail_on=(), hang_on=(), crash_on=(), nan_on=()):
         super().__init__()
         self.inner, self.log, self.fail_on = inner, log, set(fail_on)
+        self.hang_on, self.crash_on, self.nan_on = set(hang_on), set(crash_on), set(nan_on)
         self.implemented_properties = list(inner.implemented_properties)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
@@ -28,12 +33,20 @@ class Counting(Calculator):
             handle.write(f"{key}\n")
         if key in self.fail_on:
             raise RuntimeError(f"node lost on frame {key}")
+        if key in self.hang_on:
+            time.sleep(600)  # a calculation that never ends
+        if key in self.crash_on:
+            os.kill(os.getpid(), signal.SIGSEGV)  # a calculator that takes its process down
         self.inner.calculate(atoms, properties, system_changes)
         self.results = dict(self.inner.results)
+        if key in self.nan_on:
+            self.results["forces"] = self.results["forces"] * np.nan
 
 
-def make_calculator(*, inner, log, fail_on=(), **options):
-    return Counting(make_reference_calculator(inner, **options), log, fail_on)
+def make_calculator(*, inner, log, fail_on=(), hang_on=(), crash_on=(), nan_on=(), **options):
+    return Counting(
+        make_reference_calculator(inner, **options), log, fail_on, hang_on, crash_on, nan_on
+    )
 
 
 class Dying(Counting):

@@ -43,7 +43,9 @@ def test_nan_labels_are_rejected():
 
 def test_missing_label_names_reference_and_fix():
     atoms = emt_frames(1)[0]
-    with pytest.raises(MissingLabelError, match=r"no 'dft' label.*potstill label --reference dft"):
+    with pytest.raises(
+        MissingLabelError, match=r"no 'dft' label.*potstill label POOL --reference KIND --name dft"
+    ):
         get_labels(atoms, "dft")
 
 

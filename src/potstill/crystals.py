@@ -122,6 +122,10 @@ def shortest_bond_A(atoms: Atoms) -> float:
     raise PotstillError(f"no neighbours within {cutoff:.1f} A; is the structure exploded?")
 
 
+class _Collapsed(Exception):
+    """Raised by the guard of :func:`relax_atoms` to stop a relaxation gone wrong."""
+
+
 def relax_atoms(
     atoms: Atoms,
     calc: Calculator,
@@ -129,19 +133,50 @@ def relax_atoms(
     fmax_eV_per_A: float = 1e-3,
     steps: int = 3000,
     relax_cell: bool = True,
+    min_bond_ratio: float = 0.6,
+    max_volume_ratio: float = 2.0,
 ) -> dict:
     """Relax ``atoms`` in place (positions, and the cell when ``relax_cell``) with FIRE.
 
-    Returns ``{"converged": bool, "steps": int}``. The calculator stays attached.
+    At most ``steps`` steps; every 10 steps a guard stops a relaxation that collapses
+    (shortest bond below ``min_bond_ratio`` of the start's) or blows up (volume outside
+    ``1 / max_volume_ratio``..``max_volume_ratio`` of the start's), as a poorly trained
+    model can make it do, instead of letting it run on with ever more neighbours.
+    Returns ``{"converged": bool, "steps": int, "stopped": str}`` (``stopped`` says why a
+    relaxation that did not converge ended). The calculator stays attached.
     """
     atoms.calc = calc
     target = FrechetCellFilter(atoms) if relax_cell else atoms
     optimizer = FIRE(target, logfile=None)
+    bond, volume = shortest_bond_A(atoms), abs(atoms.get_volume()) if atoms.pbc.all() else None
+
+    def guard():
+        if shortest_bond_A(atoms) < min_bond_ratio * bond:
+            raise _Collapsed(f"collapsed: a bond shrank below {min_bond_ratio:g} of its start")
+        if (
+            volume
+            and not 1 / max_volume_ratio < abs(atoms.get_volume()) / volume < max_volume_ratio
+        ):
+            raise _Collapsed(
+                f"the cell volume left {1 / max_volume_ratio:g}-{max_volume_ratio:g} times its start"
+            )
+
+    optimizer.attach(guard, interval=10)
+    stopped = ""
     with warnings.catch_warnings():
         # FrechetCellFilter's matrix log warns about ~1e-13 round-off near the identity
         warnings.filterwarnings("ignore", message="logm result may be inaccurate")
-        converged = bool(optimizer.run(fmax=fmax_eV_per_A, steps=steps))
-    return {"converged": converged, "steps": int(optimizer.get_number_of_steps())}
+        try:
+            converged = bool(optimizer.run(fmax=fmax_eV_per_A, steps=steps))
+        except _Collapsed as reason:
+            converged, stopped = False, str(reason)
+    if not converged and not stopped:
+        stopped = f"not converged to {fmax_eV_per_A:g} eV/A in {steps} steps"
+    return {
+        "converged": converged,
+        "steps": int(optimizer.get_number_of_steps()),
+        "stopped": stopped,
+    }
 
 
 def relax_crystal(
@@ -163,7 +198,7 @@ def relax_crystal(
     ``rattle_A``: standard deviation (A) of a seeded Gaussian displacement of the start.
 
     Returns ``{"structure", "n_atoms", "bond_length_A", "energy_eV_per_atom",
-    "lattice_A": {"a"[, "c"]}, "converged", "steps", "atoms"}``; ``atoms`` is the
+    "lattice_A": {"a"[, "c"]}, "converged", "stopped", "steps", "atoms"}``; ``atoms`` is the
     relaxed cell (no calculator), for elastic constants or writing out.
     """
     _check_structure(structure)
@@ -185,6 +220,7 @@ def relax_crystal(
         "energy_eV_per_atom": energy,
         "lattice_A": lattice_constants_A(atoms),
         "converged": run["converged"],
+        "stopped": run["stopped"],
         "steps": run["steps"],
         "atoms": relaxed,
     }

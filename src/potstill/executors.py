@@ -122,6 +122,16 @@ class ProcessExecutor(ProcessPoolExecutor):
         )
         self.workers = workers
 
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            return super().__exit__(exc_type, exc, tb)
+        # interrupted (Ctrl-C) or failed: stop the workers now instead of waiting for
+        # their jobs; what they finished is stored, the rest is redone on --resume
+        for process in list((self._processes or {}).values()):
+            process.terminate()
+        self.shutdown(wait=False, cancel_futures=True)
+        return False
+
 
 class DaskExecutor(Executor):
     """A Dask ``Client`` seen as a ``concurrent.futures.Executor``; shutting it down

@@ -92,7 +92,8 @@ def get_labels(atoms: Atoms, reference: str, require: Sequence[str] = ("energy",
         have = sorted(available_references(atoms)) or ["none"]
         raise MissingLabelError(
             f"frame has no {reference!r} label(s) {missing}; labels present are from "
-            f"{have}: label the pool with `potstill label --reference {reference}` first"
+            f"{have}: label the pool first, `potstill label POOL --reference KIND --name {reference}` "
+            "(`potstill references` lists the kinds)"
         )
     return Labels(
         energy=float(values["energy"]) if values["energy"] is not None else float("nan"),
@@ -109,6 +110,29 @@ def has_labels(atoms: Atoms, reference: str, require: Sequence[str] = ("energy",
         if label_key(reference, kind) not in store:
             return False
     return True
+
+
+def check_labels(atoms: Atoms) -> None:
+    """Raise :class:`InvalidLabelError` for any label on ``atoms`` (of any reference) that
+    has the wrong shape or is not finite (NaN or inf)."""
+    n = len(atoms)
+    shapes = {"energy": (), "forces": (n, 3), "stress": (6,), "energies": (n,)}
+    for reference in sorted(available_references(atoms)):
+        for kind in LABEL_KINDS:
+            key = label_key(reference, kind)
+            where = atoms.info if kind in _IN_INFO else atoms.arrays
+            if key not in where:
+                continue
+            value = np.asarray(where[key], dtype=float)
+            value = _voigt(value.reshape(3, 3)) if kind == "stress" and value.size == 9 else value
+            if value.shape != shapes[kind]:
+                raise InvalidLabelError(
+                    f"{reference} {kind} has shape {value.shape}, expected {shapes[kind]}"
+                )
+            if not np.all(np.isfinite(value)):
+                raise InvalidLabelError(
+                    f"{reference} {kind} is not finite (NaN or inf); drop the frame or fix the label"
+                )
 
 
 def available_references(atoms: Atoms) -> set[str]:

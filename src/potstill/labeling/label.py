@@ -16,6 +16,7 @@ Frames that failed before are skipped unless ``retry_failed``.
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from ase import Atoms
 
 from potstill.errors import PotstillError
 from potstill.executors import SerialExecutor, fan_out
+from potstill.faults import kill_point
 from potstill.frames import has_labels, labels_from_calculator, strip
 from potstill.references import Reference, ReferenceConfig
 from potstill.store import Store
@@ -105,15 +107,53 @@ def label_frames(
 def label_job(job: _Job) -> list[tuple[int, Atoms | None, str | None]]:
     """Label the frames of one job where it runs: (index, labeled frame or None, error)."""
     reference = _reference(job.reference)
+    timeout = job.reference.timeout_s
     outcomes = []
     for index, atoms in job.frames:
-        frame = strip(atoms)
-        frame.calc = reference.calculator
-        try:
-            outcomes.append((index, labels_from_calculator(frame, reference.name), None))
-        except Exception as error:  # noqa: BLE001 - a reference that crashes is recorded, not fatal
-            outcomes.append((index, None, _one_line(error)))
+        if timeout is None:
+            frame, error = _label(reference, atoms)
+        else:
+            frame, error = _label_isolated(reference, atoms, timeout)
+        outcomes.append((index, frame, error))
     return outcomes
+
+
+def _label(reference: Reference, atoms: Atoms) -> tuple[Atoms | None, str | None]:
+    """One frame labeled here: (labeled frame, None) or (None, the error)."""
+    frame = strip(atoms)
+    frame.calc = reference.calculator
+    try:
+        return labels_from_calculator(frame, reference.name), None
+    except Exception as error:  # noqa: BLE001 - a reference that raises is recorded, not fatal
+        return None, _one_line(error)
+
+
+def _label_isolated(
+    reference: Reference, atoms: Atoms, timeout_s: float
+) -> tuple[Atoms | None, str | None]:
+    """One frame labeled in a forked child process that is killed after ``timeout_s``: a
+    call that hangs, or crashes its process (a segfault, an abort), fails alone."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_label_into, args=(reference, atoms, sender), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        if receiver.poll(timeout_s):
+            return receiver.recv()
+        child.kill()
+        return None, f"TimeoutError: the reference took longer than {timeout_s:g} s (timeout_s)"
+    except EOFError:  # the child died before it could answer
+        child.join()
+        return None, f"the reference's process died (exit code {child.exitcode})"
+    finally:
+        child.join(timeout=5)
+        receiver.close()
+
+
+def _label_into(reference: Reference, atoms: Atoms, sender) -> None:
+    sender.send(_label(reference, atoms))
+    sender.close()
 
 
 def label_store(
@@ -167,6 +207,7 @@ def label_store(
                 delete_keys=(error_key(name), attempts_key(name)),
             )
             labeled += len(done)
+            kill_point("label-write")
         for o in outcomes:
             if o.frame is None:
                 row_id, atoms = todo[o.index]

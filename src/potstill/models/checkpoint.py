@@ -78,7 +78,16 @@ def load_checkpoint(path: str | os.PathLike, *, device: torch.device | str = "cp
     Returns an :class:`ANIModel` or a ``Committee`` in the dtype it was saved in, on
     ``device``, with ``checkpoint_metadata`` set to the saved metadata.
     """
-    payload = torch.load(os.fspath(path), map_location=device, weights_only=True)
+    if not os.path.exists(path):
+        raise PotstillError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(os.fspath(path), map_location=device, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        reason = " ".join(str(error).split())[:200]
+        raise PotstillError(
+            f"cannot read the checkpoint {path} (truncated or not a potstill checkpoint: {reason}); "
+            "train it again (`potstill train --resume` retrains what is missing) or point to another file"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise PotstillError(f"{path} is not a potstill checkpoint")
     dtype = getattr(torch, payload["dtype"])

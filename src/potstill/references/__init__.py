@@ -50,11 +50,14 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
 
 class ReferenceConfig(Section):
     """Which labeler gives the labels (``kind``, see ``potstill references``), the name
-    they are stored under, and the factory's ``options``."""
+    they are stored under, and the factory's ``options``. With ``timeout_s`` each call
+    runs in a process of its own that is stopped after that many seconds, so a call
+    that hangs or crashes its process costs only itself (see :mod:`potstill.labeling`)."""
 
     kind: str = "eam-ni"
     name: str = "eam"
     options: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float | None = Field(None, gt=0)
 
     @field_validator("kind")
     @classmethod

@@ -28,6 +28,7 @@ the run's pool, labeled by the run's LAMMPS reference.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Sequence
@@ -119,15 +120,18 @@ def run(
     executor=None,
     progress=None,
 ) -> dict:
-    """Sample every start into the run's pool; an interrupted run starts again (it is
-    seeded, so it gives the same frames)."""
+    """Sample every start into the run's pool. An interrupted run keeps the frames it
+    stored: the seeded trajectory is replayed up to them (LAMMPS MD of a classical
+    potential costs little) and only the frames after them are written, so the pool ends
+    as an uninterrupted run's."""
     unknown = sorted({start.element for start in config.starts()} - set(species))
     if unknown:
         raise PotstillError(f"sample structure element(s) {unknown} not in species {list(species)}")
     potential = lammps_options(reference.kind, reference.options)
-    stage.run.pool.unlink(missing_ok=True)
     pool = Store(stage.run.pool)
-    n_frames, n_atoms = 0, []
+    stored = pool.ids()
+    last = pool.get(stored[-1:])
+    n_atoms, streams = [], []
     for k, start in enumerate(config.starts()):
         atoms = start.build()
         n_atoms.append(len(atoms))
@@ -146,8 +150,29 @@ def run(
             seed=config.seed + k,
             progress=progress is not None,
         )
-        n_frames += pool.add_stream(_tagged(frames, start_structure=start.lattice), chunk=200)
-    return {"n_frames": n_frames, "n_atoms": n_atoms, "store": pool.url}
+        streams.append(_tagged(frames, start_structure=start.lattice))
+    written = pool.add_stream(_after(itertools.chain(*streams), len(stored), last), chunk=200)
+    return {
+        "n_frames": len(stored) + written,
+        "n_atoms": n_atoms,
+        "n_resumed": len(stored),
+        "store": pool.url,
+    }
+
+
+def _after(frames: Iterator[Atoms], n: int, last: list[Atoms]) -> Iterator[Atoms]:
+    """``frames`` after the first ``n``, which must end with the stored frame ``last``."""
+    for i, frame in enumerate(frames):
+        if i < n - 1:
+            continue
+        if i == n - 1:
+            if not np.allclose(frame.positions, last[0].positions, atol=1e-6):
+                raise PotstillError(
+                    f"the pool holds {n} frames that this sampling does not reproduce; "
+                    "pass --overwrite to sample it again"
+                )
+            continue
+        yield frame
 
 
 def _tagged(frames: Iterable[Atoms], **provenance) -> Iterator[Atoms]:

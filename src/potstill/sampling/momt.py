@@ -43,6 +43,7 @@ from pydantic import Field
 
 from potstill.descriptors.order_parameter import cells_per_edge, fcc_order_parameter
 from potstill.errors import PotstillError
+from potstill.faults import kill_point
 from potstill.frames import set_labels
 from potstill.lammps_runtime import load_lammps
 from potstill.references.lammps import (
@@ -415,6 +416,7 @@ class MomtRun:
             ),
         )
         tmp.replace(path)
+        kill_point("momt-state")
 
     @classmethod
     def load(cls, path: str | Path, *, reference_name: str = "eam") -> "MomtRun":

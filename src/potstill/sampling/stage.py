@@ -3,7 +3,8 @@
 Owns ``<out>/pool.db``, ``<out>/sample.json`` (the record), the sampler's own files and
 ``<out>/report/sample/``. A finished stage is kept on ``--resume``; an unfinished one is
 continued by its sampler (MOMT from its saved state, translation from the frames
-already translated) or started again (MD is seeded, so it gives the same frames).
+already translated, MD by replaying its seeded trajectory up to the frames already
+stored, which are kept) with the same settings only.
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ def sample(
     if finished is not None:
         return finished
     stage.claim()
+    stage.check_settings(
+        {
+            "sample": config.model_dump(),
+            "species": list(species),
+            "reference": reference.model_dump(),
+        },
+        what="sample, species or reference",
+    )
     started = time.time()
     results = sampler.run(
         config,

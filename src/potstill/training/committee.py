@@ -30,9 +30,10 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from potstill.errors import PotstillError
+from potstill.errors import InvalidLabelError, PotstillError
 from potstill.executors import fan_out, one_torch_thread
-from potstill.frames import get_labels
+from potstill.faults import kill_point
+from potstill.frames import check_labels, get_labels
 from potstill.models import (
     ANIModel,
     Committee,
@@ -230,12 +231,12 @@ def _run(
 ) -> list[tuple[ANIModel, dict, list]]:
     """Each job's (model, summary, history), in member order; a failure names its member."""
     if executor is None:
-        return [train_member(job, progress=progress) for job in jobs]
+        return [_trained(train_member(job, progress=progress)) for job in jobs]
     bar = progress.add_task(f"training {len(jobs)} members", total=len(jobs)) if progress else None
     results: dict[int, tuple[ANIModel, dict, list]] = {}
     for job, future in fan_out(executor, train_member, jobs, progress=progress):
         try:
-            results[job.index] = future.result()
+            results[job.index] = _trained(future.result())
         except PotstillError:
             raise
         except Exception as error:  # noqa: BLE001 - say which member failed
@@ -245,6 +246,11 @@ def _run(
     return [results[job.index] for job in jobs]
 
 
+def _trained(result):
+    kill_point("member-trained")
+    return result
+
+
 def _scan(
     frames, reference: str, config: TrainConfig, species, *, fit: bool
 ) -> tuple[list[bytes], dict | None]:
@@ -252,8 +258,13 @@ def _scan(
     ``fit``) and hash each frame (positions, cell, energy) for the members' keys."""
     require = required_labels(config)
     digests, counts, energies = [], [], []
-    for atoms in frames:
-        energy = get_labels(atoms, reference, require=require).energy
+    for position, atoms in enumerate(frames):
+        try:
+            energy = get_labels(atoms, reference, require=require).energy
+            check_labels(atoms)
+        except InvalidLabelError as error:
+            row = f" (store row {atoms.info['store_id']})" if "store_id" in atoms.info else ""
+            raise InvalidLabelError(f"training frame {position}{row}: {error}") from None
         counts.append(composition(atoms, species))
         energies.append(energy)
         digest = hashlib.sha256(np.ascontiguousarray(atoms.positions).tobytes())

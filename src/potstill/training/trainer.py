@@ -16,6 +16,7 @@ import torch
 from ase import Atoms
 
 from potstill.aev.neighbors import NeighborCache
+from potstill.errors import PotstillError
 from potstill.models import ANIModel
 from potstill.training.config import TrainConfig
 from potstill.training.data import LabeledBatch, iterate_batches
@@ -92,12 +93,7 @@ def train_model(
     )
     weights = LossWeights(config.alpha, config.beta, config.gamma)
     adamw, sgd = make_optimizers(model, config)
-    schedulers = [
-        torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, factor=config.scheduler_factor, patience=config.scheduler_patience, threshold=0
-        )
-        for opt in (adamw, sgd)
-    ]
+    schedulers = [_plateau(optimizer, config) for optimizer in (adamw, sgd)]
     rng = np.random.default_rng(seed)
     result = TrainResult(model=model)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -138,10 +134,22 @@ def train_model(
             break
     if progress is not None:
         progress.update(task, completed=config.max_epochs)
+    if result.best_epoch < 0:
+        raise PotstillError(
+            f"{description}: the validation {config.best_by} error was never finite (NaN or inf) in "
+            f"{len(result.history)} epochs; check the labels and the learning rate (lr = {config.lr})"
+        )
     model.load_state_dict(best_state)
     model.eval()
     result.wall_time_s = time.perf_counter() - start
     return result
+
+
+def _plateau(optimizer, config: TrainConfig):
+    """ReduceLROnPlateau of seed 001 (threshold 0) on the validation metric."""
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=config.scheduler_factor, patience=config.scheduler_patience, threshold=0
+    )
 
 
 def _train_epoch(

@@ -10,7 +10,7 @@ compare like with like).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ase.calculators.calculator import Calculator
 
@@ -23,19 +23,24 @@ def compare_crystals(
     element: str,
     *,
     structures: Sequence[str] = STRUCTURES,
+    done: Callable[[str], None] | None = None,
     **relax_options,
 ) -> dict:
     """Relax each structure with the model and the reference; compare them (seed 000
     Table 2).
 
-    ``relax_options`` go to :func:`relax_crystal` for both calculators. Returns::
+    ``relax_options`` go to :func:`relax_crystal` for both calculators; ``done(label)`` is
+    called after each relaxation (progress). A relaxation that does not converge within
+    its step limit, or that collapses, is reported as not converged with the reason
+    (``stopped``). Returns::
 
         {"element": str,
          "<structure>": {"n_atoms": int,
                          "bond_length_A":      {"model", "reference", "error"},
                          "energy_eV_per_atom": {"model", "reference", "error"},
                          "lattice_A": {"model": {...}, "reference": {...}},
-                         "converged": {"model": bool, "reference": bool}},
+                         "converged": {"model": bool, "reference": bool},
+                         "stopped": {"model": str, "reference": str}},
          ...,
          "ranking": {"model": [structures, lowest energy first],
                      "reference": [...], "same": bool}}
@@ -46,13 +51,18 @@ def compare_crystals(
     energies: dict[str, dict[str, float]] = {"model": {}, "reference": {}}
     for structure in structures:
         model = relax_crystal(structure, element, model_calc, **relax_options)
+        if done is not None:
+            done(f"{structure} (model)")
         ref = relax_crystal(structure, element, reference_calc, **relax_options)
+        if done is not None:
+            done(f"{structure} (reference)")
         result[structure] = {
             "n_atoms": ref["n_atoms"],
             "bond_length_A": _pair(model["bond_length_A"], ref["bond_length_A"]),
             "energy_eV_per_atom": _pair(model["energy_eV_per_atom"], ref["energy_eV_per_atom"]),
             "lattice_A": {"model": model["lattice_A"], "reference": ref["lattice_A"]},
             "converged": {"model": model["converged"], "reference": ref["converged"]},
+            "stopped": {"model": model["stopped"], "reference": ref["stopped"]},
         }
         energies["model"][structure] = model["energy_eV_per_atom"]
         energies["reference"][structure] = ref["energy_eV_per_atom"]
@@ -88,6 +98,10 @@ def format_crystal_table(result: dict) -> str:
         f"model {' < '.join(ranking['model'])} "
         f"({'same' if ranking['same'] else 'DIFFERENT'})"
     )
+    for s in structures:
+        for who, reason in result[s].get("stopped", {}).items():
+            if reason:
+                lines.append(f"NOT CONVERGED: {s} ({who}): {reason}")
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ Contract
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -133,13 +133,15 @@ def compare_elastic(
     *,
     strain: float = 0.01,
     relax_ions: bool = True,
+    done: Callable[[str], None] | None = None,
     **relax_options,
 ) -> dict:
     """FCC lattice constant and elastic constants of model vs reference (seed 001 Table 4).
 
     Both calculators relax the 32-atom FCC cell with
     :func:`potstill.crystals.relax_crystal` (``relax_options`` are passed on),
-    then :func:`elastic_constants` is applied. Returns::
+    then :func:`elastic_constants` is applied; ``done(label)`` is called after each
+    (progress). Returns::
 
         {"element": str,
          "a_A": {"model", "reference", "error_percent"},
@@ -156,6 +158,8 @@ def compare_elastic(
         constants["a_A"] = relaxed["lattice_A"]["a"]
         constants["converged"] = relaxed["converged"] and constants["ions_converged"]
         results[who] = constants
+        if done is not None:
+            done(f"elastic constants ({who})")
     model, ref = results["model"], results["reference"]
     comparison: dict = {"element": element}
     for key in ("a_A",) + SUMMARY_KEYS:

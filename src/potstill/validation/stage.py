@@ -79,14 +79,19 @@ def validate(
     model_calc = PotstillCalculator(committee)
     reference_calc = make_calculator(reference.kind, **reference.options)
     element = config.element or species[0]
+    done = _progress_of(
+        progress, "validate: relaxations", 2 * len(config.crystals) + 2 * config.elastic
+    )
     if config.crystals:
-        crystals = compare_crystals(model_calc, reference_calc, element, structures=config.crystals)
+        crystals = compare_crystals(
+            model_calc, reference_calc, element, structures=config.crystals, done=done
+        )
         summary["crystals"] = crystals
         tables.append(
             ("Relaxed crystals (seed 000 Table 2 layout)", format_crystal_table(crystals))
         )
     if config.elastic:
-        elastic = compare_elastic(model_calc, reference_calc, element)
+        elastic = compare_elastic(model_calc, reference_calc, element, done=done)
         summary["elastic_GPa"] = {k: elastic[k] for k in ("C11", "C12", "C44", "K", "G", "nu")}
         summary["elastic_lattice_A"] = elastic["a_A"]
         tables.append(
@@ -115,6 +120,14 @@ def pool_summary(errors: dict) -> dict:
         summary["stress_mae_GPa"] = errors["stress_GPa"]["mae"]
         summary["stress_rmse_GPa"] = errors["stress_GPa"]["rmse"]
     return summary
+
+
+def _progress_of(progress, description: str, total: int):
+    """A ``done(label)`` callback advancing a progress bar of ``total`` steps (or None)."""
+    if progress is None or total == 0:
+        return None
+    task = progress.add_task(description, total=total)
+    return lambda label: progress.update(task, advance=1, description=f"{description}: {label}")
 
 
 def _member_metadata(train_dir: Path) -> list[dict]:

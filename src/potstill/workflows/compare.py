@@ -47,6 +47,7 @@ from pydantic import Field, field_validator, model_validator
 
 from potstill.errors import PotstillError
 from potstill.executors import fan_out, make_executor, one_torch_thread
+from potstill.faults import kill_point
 from potstill.learning import budget_frames
 from potstill.models import ModelConfig, ModelSpec, PotstillCalculator, predict, save_checkpoint
 from potstill.rundir import RunDir, jsonable
@@ -431,3 +432,4 @@ def _append(path: Path, row: dict) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(row, default=jsonable) + "\n")
         handle.flush()
+    kill_point("result-written")

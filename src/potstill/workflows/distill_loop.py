@@ -19,12 +19,13 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from potstill.errors import PotstillError
+from potstill.faults import kill_point
 from potstill.frames import get_labels
 from potstill.labeling import label_store, noisy_copies
 from potstill.learning import CommitteeLearner, Iteration, Retrained, Selection, budget_frames
 from potstill.learning.pick import pick_highest
 from potstill.models import Committee, load_checkpoint
-from potstill.rundir import jsonable
+from potstill.rundir import write_json
 from potstill.settings import Section
 from potstill.store import Store
 from potstill.training.strategies import Split
@@ -401,7 +402,10 @@ class DistillSteps:
     def save(self, iteration: Iteration) -> None:
         iter_dir = self.root / f"iter_{iteration.index}"
         np.savez(iter_dir / "uq.npz", **iteration.state)
-        (iter_dir / "iteration.json").write_text(json.dumps(iteration.record, default=jsonable))
+        write_json(
+            iter_dir / "iteration.json", iteration.record
+        )  # written last: the iteration is finished
+        kill_point("iteration-saved")
 
     def finished(self, i: int) -> Iteration | None:
         path = self.root / f"iter_{i}" / "iteration.json"
