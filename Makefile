@@ -27,7 +27,7 @@ demo-full: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/python -m pytest -q
+	url=$$(scripts/postgres-test-server) && POTSTILL_TEST_POSTGRES_URL="$$url" $(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -36,3 +36,27 @@ def emt_frames(n: int, *, seed: int = 0, size: int = 2, reference: str = "emt"):
 @pytest.fixture
 def ni_frames():
     return emt_frames(12)
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database on the server of ``POTSTILL_TEST_POSTGRES_URL``
+    (a role that may create databases; `.ci/run` starts one), dropped afterwards."""
+    import uuid
+
+    base = os.environ.get("POTSTILL_TEST_POSTGRES_URL")
+    if not base:
+        if os.environ.get("POTSTILL_REQUIRE_POSTGRES") == "1":
+            pytest.fail(
+                "POTSTILL_REQUIRE_POSTGRES=1 but no POTSTILL_TEST_POSTGRES_URL: the server did not start"
+            )
+        pytest.skip("set POTSTILL_TEST_POSTGRES_URL to a PostgreSQL server (.ci/run starts one)")
+    import psycopg2
+
+    name = f"potstill_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(base)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    yield base.rsplit("/", 1)[0] + "/" + name
+    admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.close()

@@ -20,8 +20,9 @@ from potstill.references import make_calculator as make_reference_calculator
 
 
 class Counting(Calculator):
-    def __init__(self, inner, log, fail_on=(), hang_on=(), crash_on=(), nan_on=()):
+    def __init__(self, inner, log, fail_on=(), hang_on=(), crash_on=(), nan_on=(), delay_s=0.0):
         super().__init__()
+        self.delay_s = delay_s
         self.inner, self.log, self.fail_on = inner, log, set(fail_on)
         self.hang_on, self.crash_on, self.nan_on = set(hang_on), set(crash_on), set(nan_on)
         self.implemented_properties = list(inner.implemented_properties)
@@ -31,6 +32,8 @@ class Counting(Calculator):
         key = atoms.info.get("source_id", atoms.info.get("step"))
         with open(self.log, "a") as handle:
             handle.write(f"{key}\n")
+            handle.flush()
+        time.sleep(self.delay_s)  # an expensive reference: writers overlap in time
         if key in self.fail_on:
             raise RuntimeError(f"node lost on frame {key}")
         if key in self.hang_on:
@@ -43,10 +46,11 @@ class Counting(Calculator):
             self.results["forces"] = self.results["forces"] * np.nan
 
 
-def make_calculator(*, inner, log, fail_on=(), hang_on=(), crash_on=(), nan_on=(), **options):
-    return Counting(
-        make_reference_calculator(inner, **options), log, fail_on, hang_on, crash_on, nan_on
-    )
+def make_calculator(
+    *, inner, log, fail_on=(), hang_on=(), crash_on=(), nan_on=(), delay_s=0.0, **options
+):
+    inner_calc = make_reference_calculator(inner, **options)
+    return Counting(inner_calc, log, fail_on, hang_on, crash_on, nan_on, delay_s)
 
 
 class Dying(Counting):

@@ -107,11 +107,12 @@ def test_stage_refuses_to_overwrite_and_label_resumes(tmp_path):
         )
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 @pytest.mark.parametrize(
     "mode, message", [("nan", "non-finite forces"), ("crash", "SCF did not converge")]
 )
 def test_broken_reference_is_recorded_and_the_other_frames_are_labeled(
-    tmp_path, monkeypatch, mode, message
+    tmp_path, monkeypatch, request, backend, mode, message
 ):
     from conftest import emt_frames
     from potstill.frames import has_labels
@@ -120,7 +121,8 @@ def test_broken_reference_is_recorded_and_the_other_frames_are_labeled(
     from potstill.store import Store
 
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    store = Store(tmp_path / "pool.db")
+    url = tmp_path / "pool.db" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    store = Store(url)
     store.add(emt_frames(6, reference="eam"))  # steps 0..5
     faulty = ReferenceConfig(
         kind="faulty_reference:make_calculator",

@@ -145,14 +145,8 @@ def test_postgresql_url_goes_to_ase_db(tmp_path):
     assert "\n" not in str(error.value).strip() and "secret" not in str(error.value)
 
 
-@pytest.mark.skipif(
-    "POTSTILL_TEST_POSTGRES_URL" not in __import__("os").environ,
-    reason="set POTSTILL_TEST_POSTGRES_URL to a PostgreSQL database to run",
-)
-def test_postgresql_round_trip():
-    import os
-
-    store = Store(os.environ["POTSTILL_TEST_POSTGRES_URL"])
+def test_postgresql_round_trip(postgres_url):
+    store = Store(postgres_url)
     before = len(store)
     frames = emt_frames(2)
     ids = store.add(frames)

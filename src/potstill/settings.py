@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from potstill.errors import PotstillError
 
-__all__ = ["Section", "build", "one_line", "read_yaml", "validate"]
+__all__ = ["Section", "build", "one_line", "read_mapping", "read_yaml", "validate"]
 
 SectionT = TypeVar("SectionT", bound=BaseModel)
 
@@ -40,6 +40,22 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise PotstillError(f"{path} must hold a mapping of sections (sample, train, ...)")
     return raw
+
+
+def read_mapping(text: str) -> dict[str, Any]:
+    """A mapping given on the command line: a YAML file's path, or YAML inline."""
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        return read_yaml(path)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise PotstillError(
+            f"{text!r} is not a YAML mapping: {' '.join(str(error).split())}"
+        ) from error
+    if not isinstance(value, dict):
+        raise PotstillError(f"{text!r} is not a YAML mapping like '{{key: value}}'")
+    return value
 
 
 def validate(model: type[SectionT], raw: Any, *, where: str) -> SectionT:

@@ -148,12 +148,12 @@ class Store:
                 cursor = connection.cursor()
                 cursor.execute("SELECT id FROM systems ORDER BY id")
                 return [int(i) for (i,) in cursor.fetchall()]
-        return [row.id for row in self._db.select(selection, include_data=False)]
+        return [row.id for row in self._db.select(selection, include_data=False, sort="id")]
 
     def get(self, ids: Sequence[int] | None = None, selection: str | None = None) -> list[Atoms]:
         """Frames by ``ids`` (in that order) or by ``selection`` (insertion order)."""
-        if ids is None:
-            return [_from_row(row) for row in self._db.select(selection)]
+        if ids is None:  # in insertion order on every backend (PostgreSQL has none by itself)
+            return [_from_row(row) for row in self._db.select(selection, sort="id")]
         return [_from_row(self._db.get(id=int(i))) for i in ids]
 
     def frames(self, ids: Sequence[int] | None = None, *, chunk: int = 1000) -> "StoredFrames":

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from potstill.rundir import jsonable
+from potstill.rundir import jsonable, write_record
 
 app = typer.Typer(
     add_completion=False,
@@ -27,7 +27,8 @@ CONFIG = typer.Argument(..., help="Workflow YAML.")
 
 
 def progress():
-    """A rich progress display for long stages."""
+    """A rich progress display for long stages, on stderr (stdout carries the results)."""
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -44,7 +45,15 @@ def progress():
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         transient=False,
+        console=Console(stderr=True),
     )
+
+
+def record_next_to(store: str, suffix: str, **record: Any) -> None:
+    """Write a command's record beside the store file it worked on (``pool.<suffix>.json``);
+    a database URL has no folder to write it in."""
+    if "://" not in str(store):
+        write_record(Path(store).with_suffix(f".{suffix}.json"), **record)
 
 
 def echo_json(data: Any) -> None:

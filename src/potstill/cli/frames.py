@@ -9,16 +9,17 @@ from typing import Optional
 
 import typer
 
-from potstill.cli.common import OVERWRITE, RESUME, app, echo_json, progress
+from potstill.cli.common import OVERWRITE, RESUME, app, echo_json, progress, record_next_to
 from potstill.executors import make_executor
 from potstill.references import available
-from potstill.rundir import write_record
 
 
 @app.command("import", rich_help_panel="Pools")
 def import_frames(
     path: Path = typer.Argument(..., help="extxyz file."),
-    store: Path = typer.Option(..., "--store", help="Pool to add the frames to."),
+    store: str = typer.Option(
+        ..., "--store", help="Pool to add the frames to (file or database URL)."
+    ),
 ) -> None:
     """Add the frames of an extxyz file to a pool (all or, for a bad file, none)."""
     from potstill.store import Store, read_extxyz
@@ -30,7 +31,7 @@ def import_frames(
 
 @app.command("export", rich_help_panel="Pools")
 def export_frames(
-    store: Path = typer.Argument(..., help="Pool."),
+    store: str = typer.Argument(..., help="Pool (file or database URL)."),
     path: Path = typer.Argument(..., help="extxyz file to write."),
     selection: Optional[str] = typer.Option(
         None, help="ASE db selection, e.g. 'temperature_K>1000'."
@@ -51,7 +52,7 @@ def references() -> None:
 
 @app.command(rich_help_panel="Pools")
 def translate(
-    source: Path = typer.Argument(..., help="Source pool (ASE db file or URL)."),
+    source: str = typer.Argument(..., help="Source pool (ASE db file or URL)."),
     to: str = typer.Option(..., "--to", help="Target reference kind, e.g. eam-al or uf3-nb."),
     from_: str = typer.Option("eam-ni", "--from", help="Reference kind of the source frames."),
     structure: str = typer.Option(
@@ -60,7 +61,7 @@ def translate(
     scale: Optional[float] = typer.Option(
         None, help="Use this scale factor instead of relaxing --structure."
     ),
-    out: Path = typer.Option(
+    out: str = typer.Option(
         ..., "--out", "-o", help="New pool for the translated frames (e.g. RUN/pool.db)."
     ),
     n: Optional[int] = typer.Option(
@@ -111,12 +112,7 @@ def translate(
             executor=pool,
             progress=bars,
         )
-    if "://" not in str(out):
-        write_record(
-            Path(out).with_suffix(".translate.json"),
-            command="translate",
-            inputs=inputs,
-            results=results,
-            started=started,
-        )
+    record_next_to(
+        out, "translate", command="translate", inputs=inputs, results=results, started=started
+    )
     echo_json(results)

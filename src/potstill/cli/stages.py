@@ -10,12 +10,21 @@ from typing import Optional
 
 import typer
 
-from potstill.cli.common import CONFIG, OUT, OVERWRITE, RESUME, app, echo_json, progress
+from potstill.cli.common import (
+    CONFIG,
+    OUT,
+    OVERWRITE,
+    RESUME,
+    app,
+    echo_json,
+    progress,
+    record_next_to,
+)
 from potstill.errors import PotstillError
 from potstill.executors import ExecutorConfig, make_executor
 from potstill.references import ReferenceConfig, default_name
 from potstill.rundir import RunDir, claim_paths, write_record
-from potstill.settings import build
+from potstill.settings import build, read_mapping
 from potstill.workflows import load_config
 
 
@@ -80,33 +89,46 @@ def validate(
     )
 
 
+_NAME = typer.Option(
+    None, "--name", help="Label name (default: eam for LAMMPS kinds, else the kind)."
+)
+_CHUNK = typer.Option(
+    50, min=1, help="Frames per job (and per transaction); 1 for expensive references."
+)
+_RETRIES = typer.Option(
+    2, min=0, help="Tries after the first before a frame is recorded as failed."
+)
+_RETRY_FAILED = typer.Option(
+    False, "--retry-failed", help="Try again the frames that failed before."
+)
+_EXECUTOR = typer.Option(
+    "auto", "--executor", help="Where labels run: auto, serial, process, dask."
+)
+_WORKERS = typer.Option(None, "--workers", min=1, help="Parallel workers (default: the cores).")
+_ADDRESS = typer.Option(None, "--address", help="A running Dask scheduler (with --executor dask).")
+_OPTIONS = typer.Option(
+    None, "--options", help="The reference's options: a YAML mapping, inline or a file."
+)
+_TIMEOUT = typer.Option(
+    None, "--timeout-s", help="Stop a reference call after this many seconds (each runs alone)."
+)
+
+
 @app.command(rich_help_panel="Stages")
 def label(
-    store: Path = typer.Argument(..., help="Pool (ASE db file or URL)."),
+    store: str = typer.Argument(..., help="Pool (ASE db file or URL)."),
     reference: str = typer.Option(
         "eam-ni", "--reference", "-r", help="Reference kind (see `potstill references`)."
     ),
-    name: Optional[str] = typer.Option(
-        None, "--name", help="Label name (default: eam for LAMMPS kinds, else the kind)."
-    ),
-    chunk: int = typer.Option(
-        50, min=1, help="Frames per job (and per transaction); 1 for expensive references."
-    ),
-    retries: int = typer.Option(
-        2, min=0, help="Tries after the first before a frame is recorded as failed."
-    ),
-    retry_failed: bool = typer.Option(
-        False, "--retry-failed", help="Try again the frames that failed before."
-    ),
-    executor: str = typer.Option(
-        "auto", "--executor", help="Where labels run: auto, serial, process, dask."
-    ),
-    workers: Optional[int] = typer.Option(
-        None, "--workers", min=1, help="Parallel workers (default: the cores)."
-    ),
-    address: Optional[str] = typer.Option(
-        None, "--address", help="A running Dask scheduler (with --executor dask)."
-    ),
+    name: Optional[str] = _NAME,
+    chunk: int = _CHUNK,
+    retries: int = _RETRIES,
+    retry_failed: bool = _RETRY_FAILED,
+    executor: str = _EXECUTOR,
+    workers: Optional[int] = _WORKERS,
+    address: Optional[str] = _ADDRESS,
+    options: Optional[str] = _OPTIONS,
+    timeout_s: Optional[float] = _TIMEOUT,
 ) -> None:
     """Label every frame of STORE that lacks labels of this reference, over the executor
     (resumable: stored labels are never recomputed; failures are recorded on the frames)."""
@@ -114,14 +136,16 @@ def label(
     from potstill.store import Store
 
     started = time.time()
-    target = build(ReferenceConfig, kind=reference, name=name or default_name(reference))
+    target = build(
+        ReferenceConfig,
+        kind=reference,
+        name=name or default_name(reference),
+        options=read_mapping(options) if options else {},
+        timeout_s=timeout_s,
+    )
     frames = Store(store, create=False)
-    with (
-        make_executor(
-            build(ExecutorConfig, kind=executor, workers=workers, address=address)
-        ) as pool,
-        progress() as bars,
-    ):
+    where = build(ExecutorConfig, kind=executor, workers=workers, address=address)
+    with make_executor(where) as pool, progress() as bars:
         results = label_store(
             frames,
             target,
@@ -131,22 +155,21 @@ def label(
             retry_failed=retry_failed,
             progress=bars,
         )
-    if "://" not in str(store):
-        write_record(
-            Path(store).with_suffix(f".label-{target.name}.json"),
-            command="label",
-            inputs={
-                "store": str(store),
-                "reference": reference,
-                "name": target.name,
-                "chunk": chunk,
-                "retries": retries,
-                "executor": executor,
-                "workers": workers,
-            },
-            results=results,
-            started=started,
-        )
+    inputs = {
+        "store": store,
+        "reference": target.model_dump(),
+        "chunk": chunk,
+        "retries": retries,
+        "executor": where.model_dump(),
+    }
+    record_next_to(
+        store,
+        f"label-{target.name}",
+        command="label",
+        inputs=inputs,
+        results=results,
+        started=started,
+    )
     echo_json({k: v for k, v in results.items() if k != "errors"})
     check_failures(
         results, f"rerun `potstill label {store} --reference {reference} --retry-failed`"
@@ -156,7 +179,7 @@ def label(
 @app.command(rich_help_panel="Stages")
 def evaluate(
     committee: Path = typer.Argument(..., help="Trained committee, e.g. RUN/train/committee.pt."),
-    pool: Path = typer.Argument(
+    pool: str = typer.Argument(
         ..., help="Any labeled pool (ASE db file or URL), e.g. an independent MOMT pool."
     ),
     out: Path = typer.Option(
@@ -195,7 +218,7 @@ def evaluate(
     parity_panel(
         pairs,
         path=out / "parity.png",
-        title=f"{committee.parent.parent.name} on {pool.name} ({len(frames)} frames)",
+        title=f"{committee.parent.parent.name} on {Path(pool).name} ({len(frames)} frames)",
     )
     write_record(
         out / "evaluate.json",

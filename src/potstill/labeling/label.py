@@ -15,14 +15,16 @@ Frames that failed before are skipped unless ``retry_failed``.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import multiprocessing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from ase import Atoms
 
+from potstill.claims import Claims
 from potstill.errors import PotstillError
 from potstill.executors import SerialExecutor, fan_out
 from potstill.faults import kill_point
@@ -70,11 +72,14 @@ def label_frames(
     chunk: int = 1,
     retries: int = 2,
     previous_attempts: Sequence[int] | None = None,
+    claim: Callable[[list[int]], list[int]] | None = None,
 ) -> Iterator[list[Labeled]]:
     """Label ``frames`` with ``reference``; yield each finished job's outcomes.
 
     A frame that fails is resubmitted alone until it has been tried ``retries + 1``
     times in all (counting ``previous_attempts``), then yielded with its error.
+    ``claim(indices)``, called as each job is about to be submitted, returns the
+    indices this writer may label (the others are left to whoever claimed them).
     """
     if chunk < 1 or retries < 0:
         raise PotstillError(f"need chunk >= 1 and retries >= 0, got {chunk} and {retries}")
@@ -82,10 +87,7 @@ def label_frames(
     executor = executor or SerialExecutor()
     todo = list(range(len(frames)))
     while todo:
-        jobs = [
-            _Job(reference, tuple((i, frames[i]) for i in todo[s : s + chunk]))
-            for s in range(0, len(todo), chunk)
-        ]
+        jobs = _jobs(frames, todo, reference, chunk, claim)
         todo = []
         for job, future in fan_out(executor, label_job, jobs):
             try:
@@ -102,6 +104,17 @@ def label_frames(
             if finished:
                 yield finished
         chunk = 1
+
+
+def _jobs(
+    frames, indices: list[int], reference: ReferenceConfig, chunk: int, claim
+) -> Iterator[_Job]:
+    """Jobs of ``chunk`` frames, made as the executor has room (claiming them then)."""
+    for start in range(0, len(indices), chunk):
+        mine = indices[start : start + chunk]
+        mine = claim(mine) if claim is not None else mine
+        if mine:
+            yield _Job(reference, tuple((i, frames[i]) for i in mine))
 
 
 def label_job(job: _Job) -> list[tuple[int, Atoms | None, str | None]]:
@@ -152,6 +165,7 @@ def _label_isolated(
 
 
 def _label_into(reference: Reference, atoms: Atoms, sender) -> None:
+    faulthandler.disable()  # a crash here is the reference's, reported by the parent
     sender.send(_label(reference, atoms))
     sender.close()
 
@@ -171,6 +185,7 @@ def label_store(
     ``reference.name`` labels; see the module docstring. Returns counts and the ids of
     the frames that failed."""
     name = reference.name
+    claims = Claims(store.url)
     rows = store.frames(ids)
     todo, skipped, attempts = [], [], []
     for row_id, atoms in zip(rows.ids, rows):
@@ -194,6 +209,7 @@ def label_store(
         chunk=chunk,
         retries=retries,
         previous_attempts=attempts,
+        claim=lambda indices: _claim(claims, store, todo, indices, name),
     ):
         done = [
             (todo[o.index][0], _without_failure(o.frame, name))
@@ -215,16 +231,31 @@ def label_store(
                 store.update([row_id], [atoms])
                 failed.append(row_id)
                 errors[row_id] = o.error
+        claims.release([todo[o.index][0] for o in outcomes], name)
         if progress is not None:
             progress.update(task, advance=len(outcomes))
+    by_others = len(todo) - labeled - len(failed)
     return {
         "reference": name,
         "labeled": labeled,
         "already_labeled": len(rows) - len(todo) - len(skipped),
         "failed": failed,
         "skipped_failed": skipped,
+        "labeled_by_others": by_others,
         "errors": errors,
     }
+
+
+def _claim(claims: Claims, store: Store, todo: list, indices: list[int], name: str) -> list[int]:
+    """The positions of ``indices`` (into ``todo``) whose rows this writer claimed and
+    that are still unlabeled (another writer may have labeled them since ``todo`` was
+    read, and released them)."""
+    granted = claims.claim([todo[i][0] for i in indices], name)
+    done = [row for row, atoms in zip(granted, store.get(granted)) if has_labels(atoms, name)]
+    if done:
+        claims.release(done, name)
+    mine = set(granted) - set(done)
+    return [i for i in indices if todo[i][0] in mine]
 
 
 def check_failures(results: dict, retry: str) -> None:
