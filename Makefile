@@ -30,7 +30,7 @@ test: $(STAMP)
 	url=$$(scripts/postgres-test-server) && POTSTILL_TEST_POSTGRES_URL="$$url" $(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	url=$$(scripts/postgres-test-server) && POTSTILL_TEST_POSTGRES_URL="$$url" $(BIN)/python -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

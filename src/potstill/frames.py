@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
+from ase.neighborlist import neighbor_list
 
 from potstill.errors import InvalidLabelError, MissingLabelError, PotstillError
 
@@ -133,6 +134,27 @@ def check_labels(atoms: Atoms) -> None:
                 raise InvalidLabelError(
                     f"{reference} {kind} is not finite (NaN or inf); drop the frame or fix the label"
                 )
+
+
+def check_geometry(atoms: Atoms, *, min_distance_A: float = 0.1) -> None:
+    """Raise :class:`PotstillError` for a frame no model can take: no atoms, positions or
+    cell that are not finite, a periodic direction without a cell vector (zero volume),
+    or two atoms closer than ``min_distance_A`` (overlapping)."""
+    if len(atoms) == 0:
+        raise PotstillError("the frame has no atoms")
+    if not (np.isfinite(atoms.positions).all() and np.isfinite(atoms.cell[:]).all()):
+        raise PotstillError("positions or cell are not finite (NaN or inf)")
+    periodic = np.asarray(atoms.pbc, dtype=bool)
+    if periodic.any() and np.linalg.matrix_rank(atoms.cell[:][periodic], tol=1e-6) < periodic.sum():
+        raise PotstillError(
+            f"the cell is degenerate (zero volume) along periodic directions {periodic.tolist()}"
+        )
+    if len(atoms) > 1 or periodic.any():
+        distances = neighbor_list("d", atoms, min_distance_A)
+        if len(distances):
+            raise PotstillError(
+                f"two atoms are {distances.min():.3f} A apart (overlapping, < {min_distance_A} A)"
+            )
 
 
 def available_references(atoms: Atoms) -> set[str]:

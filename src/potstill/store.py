@@ -28,7 +28,7 @@ from ase.io import read, write
 
 from potstill.errors import PotstillError
 from potstill.faults import kill_point
-from potstill.frames import check_labels
+from potstill.frames import check_geometry, check_labels
 
 # ASE db reserves these names for its own columns; provenance must not use them.
 _RESERVED = {
@@ -175,9 +175,9 @@ class Store:
 
 
 def read_extxyz(path: str | Path) -> list[Atoms]:
-    """The frames of an extended-XYZ file with their labels checked (finite, the right
-    shapes: see :func:`potstill.frames.check_labels`); a file that cannot be read, or a
-    frame with a bad label, is one :class:`PotstillError` line naming it."""
+    """The frames of an extended-XYZ file with their geometry and labels checked
+    (:func:`potstill.frames.check_geometry`, :func:`~potstill.frames.check_labels`); a
+    file that cannot be read, or a bad frame, is one :class:`PotstillError` line naming it."""
     if not Path(path).exists():
         raise PotstillError(f"{path} not found")
     try:
@@ -194,6 +194,7 @@ def read_extxyz(path: str | Path) -> list[Atoms]:
             if key.endswith("_stress"):
                 atoms.info[key] = np.asarray(value, dtype=float).reshape(-1)
         try:
+            check_geometry(atoms)
             check_labels(atoms)
         except PotstillError as error:
             raise PotstillError(f"{path}, frame {i}: {error}; nothing was imported") from None

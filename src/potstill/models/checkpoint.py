@@ -90,18 +90,37 @@ def load_checkpoint(path: str | os.PathLike, *, device: torch.device | str = "cp
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise PotstillError(f"{path} is not a potstill checkpoint")
-    dtype = getattr(torch, payload["dtype"])
+    dtype = getattr(torch, str(payload.get("dtype")), None)
+    if not isinstance(dtype, torch.dtype):
+        raise PotstillError(
+            f"{path}: the checkpoint names no torch dtype ({payload.get('dtype')!r})"
+        )
+    try:
+        model = _rebuild(payload, dtype, device)
+    except PotstillError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # another layout, or tampered
+        reason = " ".join(str(error).split())[:200]
+        raise PotstillError(
+            f"{path} does not match the model it describes ({type(error).__name__}: {reason}); "
+            "it was written by another potstill version or altered: train it again"
+        ) from None
+    model.checkpoint_metadata = payload.get("metadata", {})
+    return model
+
+
+def _rebuild(payload: dict, dtype: torch.dtype, device) -> ANIModel | Committee:
+    """The model of a checkpoint's config, with its saved weights loaded."""
     if payload["kind"] == "committee":
         model = Committee.from_config(payload["config"])
-        for member, state in zip(model.members, payload["state_dicts"]):
+        for member, state in zip(model.members, payload["state_dicts"], strict=True):
             member.to(dtype=dtype, device=device).load_state_dict(state)
-    elif payload["kind"] == "ani":
+        return model
+    if payload["kind"] == "ani":
         model = ANIModel.from_config(payload["config"])
         model.to(dtype=dtype, device=device).load_state_dict(payload["state_dict"])
-    else:
-        raise PotstillError(f"{path}: unknown checkpoint kind {payload['kind']!r}")
-    model.checkpoint_metadata = payload["metadata"]
-    return model
+        return model
+    raise PotstillError(f"unknown checkpoint kind {payload['kind']!r}")
 
 
 def parameter_checksum(model: torch.nn.Module) -> str:

@@ -99,11 +99,16 @@ def load_config(
     """
     raw = read_yaml(path)
     named = raw.get("workflow")
+    if named is not None and not isinstance(named, str):
+        raise PotstillError(f"{path}: workflow must be a name, one of {available()}; got {named!r}")
     if workflow is not None and named is not None and named != workflow:
         raise PotstillError(
             f"{path} is a `{named}` workflow, not `{workflow}`; run it with `potstill run {path}`"
         )
     name = workflow or named or "standard"
     for section, values in (overrides or {}).items():
-        raw[section] = {**(raw.get(section) or {}), **values}
+        current = raw.get(section) or {}
+        if not isinstance(current, dict):
+            raise PotstillError(f"{path}: `{section}` must be a mapping of keys, got {current!r}")
+        raw[section] = {**current, **values}
     return validate(get_workflow(name).Config, {**raw, "workflow": name}, where=str(path))
