@@ -13,6 +13,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from potstill.frames import labels_from_calculator
+from potstill.store import Store
 
 torch.set_num_threads(1)
 
@@ -31,6 +32,21 @@ def emt_frames(n: int, *, seed: int = 0, size: int = 2, reference: str = "emt"):
         frame.info.update(sampler="test", step=i, temperature_K=300.0)
         frames.append(frame)
     return frames
+
+
+def unlabeled_store(url, n: int, *, seed: int = 8):
+    """A store at ``url`` of ``n`` EMT Ni frames with their EMT labels removed (keys:
+    ``info["step"]`` = 0..n-1; the energy they had is kept as ``emt_reference_energy``)."""
+    frames = []
+    for atoms in emt_frames(n, seed=seed):
+        bare = atoms.copy()
+        bare.info["emt_reference_energy"] = bare.info.pop("emt_energy")
+        del bare.arrays["emt_forces"]
+        bare.info.pop("emt_stress", None)
+        frames.append(bare)
+    store = Store(url)
+    store.add(frames)
+    return store
 
 
 @pytest.fixture

@@ -9,27 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import emt_frames
+from conftest import unlabeled_store
 from counting_reference import calls
 from potstill.claims import Claims
-from potstill.frames import get_labels, has_labels, strip
-from potstill.store import Store
+from potstill.frames import get_labels, has_labels
 
 HERE = Path(__file__).parent
 POTSTILL = [sys.executable, "-c", "from potstill.cli import main; main()"]
-
-
-def _unlabeled(url, n):
-    store = Store(url)
-    frames = []
-    for atoms in emt_frames(n, seed=12):
-        bare = strip(atoms)
-        bare.info["emt_reference_energy"] = atoms.info["emt_energy"]  # to check the labels
-        del bare.info["emt_energy"], bare.arrays["emt_forces"]
-        bare.info.pop("emt_stress", None)
-        frames.append(bare)
-    store.add(frames)
-    return store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -40,7 +26,7 @@ def url(request, tmp_path):
 
 
 def test_claims_are_exclusive_released_and_taken_over(url):
-    _unlabeled(url, 6)
+    unlabeled_store(url, 6, seed=12)
     first, second = Claims(url), Claims(url)
     second.owner = "elsewhere:1"  # a writer on another machine
     assert first.claim([1, 2, 3], "dft") == [1, 2, 3]
@@ -64,7 +50,7 @@ def test_claims_are_exclusive_released_and_taken_over(url):
 def test_two_writers_label_each_frame_once(url, tmp_path):
     """Two `potstill label` processes on one store at once, with a slow (real, counted)
     reference: each frame is computed once, every frame ends labeled, nothing is torn."""
-    store = _unlabeled(url, 12)
+    store = unlabeled_store(url, 12, seed=12)
     log = tmp_path / "calls.log"
     reference = "counting_reference:make_calculator"
     options = f"{{inner: emt, log: {log}, delay_s: 0.3}}"

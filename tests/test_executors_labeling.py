@@ -10,29 +10,15 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
-from conftest import emt_frames
+from conftest import unlabeled_store
 from counting_reference import calls
 from potstill.errors import PotstillError
 from potstill.executors import ExecutorConfig, fan_out, make_executor
 from potstill.frames import get_labels, has_labels, strip
 from potstill.labeling.label import attempts_key, error_key, label_store
 from potstill.references import ReferenceConfig
-from potstill.store import Store
 
 COUNTING = "counting_reference:make_calculator"
-
-
-def _unlabeled_store(path, n):
-    """``n`` EMT Ni frames with their labels removed (keys: info["step"] = 0..n-1)."""
-    store = Store(path)
-    frames = []
-    for atoms in emt_frames(n, seed=8):
-        bare = strip(atoms)
-        del bare.info["emt_energy"], bare.arrays["emt_forces"]
-        bare.info.pop("emt_stress", None)
-        frames.append(bare)
-    store.add(frames)
-    return store
 
 
 def _outcomes(executor, jobs):
@@ -65,7 +51,7 @@ def test_labels_over_a_two_worker_dask_cluster_are_stored_failures_recorded_and_
     tmp_path, monkeypatch
 ):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    store = _unlabeled_store(tmp_path / "pool.db", 8)
+    store = unlabeled_store(tmp_path / "pool.db", 8)
     log = tmp_path / "calls.log"
     broken = ReferenceConfig(
         kind=COUNTING, name="dft", options={"inner": "emt", "log": str(log), "fail_on": [5]}
@@ -125,7 +111,7 @@ def test_a_worker_that_dies_loses_only_its_job(tmp_path, monkeypatch):
     """A process pool whose worker is killed mid-job: the frames of that job are tried
     again elsewhere and every label ends up stored."""
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    store = _unlabeled_store(tmp_path / "pool.db", 4)
+    store = unlabeled_store(tmp_path / "pool.db", 4)
     log = tmp_path / "calls.log"
     dying = ReferenceConfig(
         kind="counting_reference:make_dying",

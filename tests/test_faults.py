@@ -20,9 +20,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import emt_frames
+from conftest import emt_frames, unlabeled_store
 from counting_reference import calls
-from potstill.frames import strip
 from potstill.models import load_checkpoint
 from potstill.store import Store
 
@@ -114,14 +113,7 @@ def test_sample_md_killed_after_a_write_resumes_to_the_same_pool(tmp_path):
 
 
 def test_label_killed_after_a_write_resumes_without_repeating_a_stored_label(tmp_path):
-    store = Store(tmp_path / "pool.db")
-    frames = []
-    for atoms in emt_frames(10, seed=22):
-        bare = strip(atoms)
-        del bare.info["emt_energy"], bare.arrays["emt_forces"]
-        bare.info.pop("emt_stress", None)
-        frames.append(bare)
-    store.add(frames)
+    unlabeled_store(tmp_path / "pool.db", 10, seed=22)
     log = tmp_path / "calls.log"
     args = [
         "label",

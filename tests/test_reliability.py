@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from conftest import emt_frames
+from conftest import emt_frames, unlabeled_store
 from counting_reference import calls
 from potstill.executors import make_executor
-from potstill.frames import has_labels, strip
+from potstill.frames import has_labels
 from potstill.labeling.label import label_store
 from potstill.references import ReferenceConfig
 from potstill.store import Store
@@ -126,25 +126,13 @@ def test_a_pool_without_the_labels_names_the_command_that_adds_them(tmp_path):
     assert "potstill references" in result.stderr
 
 
-def _unlabeled(path, n):
-    frames = []
-    for atoms in emt_frames(n, seed=9):
-        bare = strip(atoms)
-        del bare.info["emt_energy"], bare.arrays["emt_forces"]
-        bare.info.pop("emt_stress", None)
-        frames.append(bare)
-    store = Store(path)
-    store.add(frames)
-    return store
-
-
 @pytest.mark.parametrize("executor", ["serial", "process"])
 def test_a_hung_a_crashing_and_a_nan_reference_call_fail_alone(tmp_path, monkeypatch, executor):
     """With a per-call time limit each call runs in a process of its own: a call that
     hangs is stopped, one that segfaults takes only its own process down, one that
     returns NaN is refused; each is retried, then recorded, and the rest are labeled."""
     monkeypatch.syspath_prepend(str(HERE))
-    store = _unlabeled(tmp_path / "pool.db", 6)
+    store = unlabeled_store(tmp_path / "pool.db", 6, seed=9)
     log = tmp_path / "calls.log"
     faulty = ReferenceConfig(
         kind="counting_reference:make_calculator",
