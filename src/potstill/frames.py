@@ -61,12 +61,10 @@ def set_labels(
     Raises :class:`InvalidLabelError` for NaN/inf values or wrong shapes, so a broken
     reference never writes garbage into a pool.
     """
-    n = len(atoms)
+    given = {"energy": energy, "forces": forces, "stress": stress, "energies": energies}
     checked = {
-        "energy": _check(reference, "energy", np.asarray(energy, dtype=float), ()),
-        "forces": None if forces is None else _check(reference, "forces", forces, (n, 3)),
-        "stress": None if stress is None else _check(reference, "stress", _voigt(stress), (6,)),
-        "energies": None if energies is None else _check(reference, "energies", energies, (n,)),
+        kind: None if value is None else _check(reference, kind, value, len(atoms))
+        for kind, value in given.items()
     }
     for kind, value in checked.items():
         if value is None:
@@ -116,8 +114,6 @@ def has_labels(atoms: Atoms, reference: str, require: Sequence[str] = ("energy",
 def check_labels(atoms: Atoms) -> None:
     """Raise :class:`InvalidLabelError` for any label on ``atoms`` (of any reference) that
     has the wrong shape or is not finite (NaN or inf)."""
-    n = len(atoms)
-    shapes = {"energy": (), "forces": (n, 3), "stress": (6,), "energies": (n,)}
     for reference in sorted(available_references(atoms)):
         for kind in LABEL_KINDS:
             key = label_key(reference, kind)
@@ -125,15 +121,8 @@ def check_labels(atoms: Atoms) -> None:
             if key not in where:
                 continue
             value = np.asarray(where[key], dtype=float)
-            value = _voigt(value.reshape(3, 3)) if kind == "stress" and value.size == 9 else value
-            if value.shape != shapes[kind]:
-                raise InvalidLabelError(
-                    f"{reference} {kind} has shape {value.shape}, expected {shapes[kind]}"
-                )
-            if not np.all(np.isfinite(value)):
-                raise InvalidLabelError(
-                    f"{reference} {kind} is not finite (NaN or inf); drop the frame or fix the label"
-                )
+            value = value.reshape(3, 3) if kind == "stress" and value.size == 9 else value
+            _check(reference, kind, value, len(atoms), stored=True)
 
 
 def check_geometry(atoms: Atoms, *, min_distance_A: float = 0.1) -> None:
@@ -210,13 +199,19 @@ def _voigt(stress: np.ndarray) -> np.ndarray:
     return stress
 
 
-def _check(reference: str, kind: str, value, shape: tuple) -> np.ndarray:
-    value = np.asarray(value, dtype=float)
+def _check(reference: str, kind: str, value, n_atoms: int, *, stored: bool = False) -> np.ndarray:
+    """``value`` of label ``kind`` as a float array (stress in Voigt order), checked for
+    its shape and for NaN/inf; ``stored`` says the label came from a file, not from the
+    reference just now (the message differs)."""
+    value = np.asarray(_voigt(value) if kind == "stress" else value, dtype=float)
+    shape = {"energy": (), "forces": (n_atoms, 3), "stress": (6,), "energies": (n_atoms,)}[kind]
     if value.shape != shape:
         raise InvalidLabelError(f"{reference} {kind} has shape {value.shape}, expected {shape}")
     if not np.all(np.isfinite(value)):
         raise InvalidLabelError(
-            f"{reference} returned non-finite {kind} (NaN or inf); the frame was not "
+            f"{reference} {kind} is not finite (NaN or inf); drop the frame or fix the label"
+            if stored
+            else f"{reference} returned non-finite {kind} (NaN or inf); the frame was not "
             "stored: check the reference's settings or drop the frame"
         )
     return value.copy()

@@ -402,9 +402,8 @@ class DistillSteps:
     def save(self, iteration: Iteration) -> None:
         iter_dir = self.root / f"iter_{iteration.index}"
         np.savez(iter_dir / "uq.npz", **iteration.state)
-        write_json(
-            iter_dir / "iteration.json", iteration.record
-        )  # written last: the iteration is finished
+        # written last: an iteration with this file is finished
+        write_json(iter_dir / "iteration.json", iteration.record)
         kill_point("iteration-saved")
 
     def finished(self, i: int) -> Iteration | None:
