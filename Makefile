@@ -10,12 +10,14 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt scripts/install-gpaw scripts/gpaw-siteconfig.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, from the CPU wheel; everything else is constrained to keep it.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	# GPAW (the DFT reference of low2high): Debian's libxc, OpenBLAS, FFTW, then a serial build.
+	scripts/install-gpaw $(VENV)
 	touch $(STAMP)
 
 demo: $(STAMP)

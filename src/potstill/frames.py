@@ -154,13 +154,19 @@ def available_references(atoms: Atoms) -> set[str]:
 def labels_from_calculator(atoms: Atoms, reference: str) -> Atoms:
     """Copy the results of ``atoms.calc`` into ``reference`` labels and return a bare copy.
 
-    Per-atom energies and stress are taken when the calculator implements them.
+    Per-atom energies and stress are taken when the calculator implements them. A
+    calculator may declare ``force_consistent = True`` (the energy stored is then the free
+    energy, whose derivatives the forces are: DFT with smearing) and ``initial_magmoms``
+    (Bohr magnetons per element, set on the atoms before the calculation).
     """
     calc = atoms.calc
     if calc is None:
         raise ValueError("labels_from_calculator needs atoms with a calculator attached")
     props = getattr(calc, "implemented_properties", ())
-    energy = atoms.get_potential_energy()
+    magmoms = getattr(calc, "initial_magmoms", None)
+    if magmoms:
+        atoms.set_initial_magnetic_moments([magmoms.get(s, 0.0) for s in atoms.symbols])
+    energy = atoms.get_potential_energy(force_consistent=getattr(calc, "force_consistent", False))
     forces = atoms.get_forces()
     stress = atoms.get_stress(voigt=True) if "stress" in props and atoms.pbc.all() else None
     energies = atoms.get_potential_energies() if "energies" in props else None

@@ -45,6 +45,8 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
         {"pair_style": "uf3 3", "potential": "Nb.uf3", "elements": ["Nb"]},
     ),
     "emt": ("potstill.references.emt:make_calculator", {}),
+    # GPAW plane-wave DFT (PBE), the high fidelity of Low2High; options in its module.
+    "gpaw": ("potstill.references.gpaw:make_calculator", {}),
 }
 
 
