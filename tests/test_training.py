@@ -205,3 +205,49 @@ def test_neighbor_cache_respects_its_byte_budget():
     for atoms in frames + frames:
         roomy.pairs(atoms, 5.2)
     assert len(roomy) == 6 and roomy.bytes > 0
+
+
+def test_fine_tuning_keeps_the_frozen_layers_and_lowers_the_stress_error(tmp_path):
+    """Seed 001 section 2.2.3: the input and output layers stay as trained, the inner
+    layers move, and weighting forces and stress up lowers the stress error."""
+    frames = emt_frames(24, seed=5)
+    config = TrainConfig(**{**_FAST, "committee": 1, "max_epochs": 15, "lr": 1e-3})
+    initial = train_committee(frames, "emt", model=SMALL, config=config, out_dir=tmp_path / "a")
+    tune = config.model_copy(
+        update={
+            "alpha": 0.2,
+            "beta": 0.4,
+            "gamma": 0.4,
+            "freeze": ["input", "output"],
+            "bias_lr": 1e-5,
+            "best_by": "stress",
+            "max_epochs": 15,
+        }
+    )
+    everything = split_keys(range(len(frames)), 0.2, np.random.default_rng(0))
+    everything.train = everything.validation = list(range(len(frames)))
+    tuned = train_committee(
+        frames,
+        "emt",
+        model=SMALL,
+        config=tune,
+        splits=[everything],
+        warm_start=[tmp_path / "a" / "member_0.pt"],
+    )
+    before, after = initial.model.state_dict(), tuned.model.state_dict()
+    layers = sorted({k.rsplit(".", 1)[0] for k in before if k.endswith(".weight")})
+    network = [k for k in layers if k.startswith(layers[0].rsplit(".", 1)[0] + ".")]
+    assert len(network) >= 3
+    for name in (network[0], network[-1]):  # input and output layers: unchanged
+        for part in ("weight", "bias"):
+            assert torch.equal(before[f"{name}.{part}"], after[f"{name}.{part}"]), name
+    assert any(not torch.equal(before[f"{k}.weight"], after[f"{k}.weight"]) for k in network[1:-1])
+    stress = np.array([get_labels(a, "emt", ("stress",)).stress for a in frames])
+
+    def stress_rmse(model):
+        return np.sqrt(
+            ((np.array([p["stress"] for p in predict(model, frames)]) - stress) ** 2).mean()
+        )
+
+    assert stress_rmse(tuned.model) < 0.9 * stress_rmse(initial.model)
+    assert tuned.summaries[0]["warm_start_from"].endswith("member_0.pt")

@@ -65,11 +65,15 @@ def make_calculator(
     if smearing not in SMEARINGS:
         raise PotstillError(f"unknown smearing {smearing!r}; use one of {', '.join(SMEARINGS)}")
     if (kpts is None) == (kpt_density is None):
-        raise PotstillError("a gpaw reference needs exactly one of kpts: [n1, n2, n3] and kpt_density")
+        raise PotstillError(
+            "a gpaw reference needs exactly one of kpts: [n1, n2, n3] and kpt_density"
+        )
     if kpts is not None and (len(kpts) != 3 or min(kpts) < 1):
         raise PotstillError(f"kpts should be three positive integers, got {list(kpts)}")
     if cutoff_eV <= 0 or smearing_eV < 0:
-        raise PotstillError(f"need cutoff_eV > 0 and smearing_eV >= 0, got {cutoff_eV}, {smearing_eV}")
+        raise PotstillError(
+            f"need cutoff_eV > 0 and smearing_eV >= 0, got {cutoff_eV}, {smearing_eV}"
+        )
     occupations = {"name": smearing, "width": smearing_eV}
     if smearing == "methfessel-paxton":
         occupations["order"] = 1

@@ -18,6 +18,11 @@ class TrainConfig(Section):
     force and stress terms; ``lr``: AdamW (weights) and SGD (biases) learning rate;
     ``weight_decay``: per layer position; ``scheduler_*``: ReduceLROnPlateau on the
     validation ``best_by`` RMSE; ``seed``: member k starts from ``seed + k``.
+
+    Fine-tuning by transfer learning (seed 001 section 2.2.3): ``freeze`` fixes the
+    weights and biases of the ``input`` (AEV -> first hidden) and/or ``output`` (last
+    hidden -> energy) layer of every element's network; ``bias_lr`` is the biases' SGD
+    learning rate when it differs from ``lr`` (1e-5 against 1e-4 in the paper).
     """
 
     committee: int = Field(3, ge=1)
@@ -33,6 +38,8 @@ class TrainConfig(Section):
     scheduler_patience: int = Field(100, ge=0)
     early_stopping_patience: int = Field(200, ge=1)
     best_by: Literal["energy", "forces", "stress", "loss"] = "energy"
+    freeze: list[Literal["input", "output"]] = Field(default_factory=list)
+    bias_lr: float | None = Field(None, gt=0)
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
     seed: int = 0

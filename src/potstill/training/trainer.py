@@ -38,16 +38,42 @@ class TrainResult:
     wall_time_s: float = 0.0
 
 
+def _networks(model: ANIModel) -> list[list[torch.nn.Linear]]:
+    """The Linear layers of each element's network, input layer first (the layers of
+    one network are the direct Linear children of one module)."""
+    networks = []
+    for module in model.modules():
+        linears = [m for m in module.children() if isinstance(m, torch.nn.Linear)]
+        if linears:
+            networks.append(linears)
+    return networks
+
+
+def freeze_layers(model: ANIModel, freeze: Sequence[str]) -> int:
+    """Fix the ``input`` and/or ``output`` layer (weights and biases) of every element's
+    network (``requires_grad = False``); returns the number of parameters frozen."""
+    frozen = 0
+    for linears in _networks(model):
+        if len(linears) < 2 and freeze:
+            raise PotstillError("freezing layers needs networks with at least one hidden layer")
+        chosen = [linears[0]] * ("input" in freeze) + [linears[-1]] * ("output" in freeze)
+        for layer in chosen:
+            for parameter in layer.parameters():
+                parameter.requires_grad_(False)
+                frozen += parameter.numel()
+    return frozen
+
+
 def make_optimizers(model: ANIModel, config: TrainConfig):
-    """AdamW on weights (weight decay per layer position), SGD on biases."""
+    """AdamW on weights (weight decay per layer position), SGD on biases (at
+    ``config.bias_lr`` when set); frozen parameters are left out."""
     weight_groups: dict[int, list[torch.nn.Parameter]] = {}
     biases = []
-    for module in model.modules():
-        # layers of one species network are the direct Linear children of one module
-        linears = [m for m in module.children() if isinstance(m, torch.nn.Linear)]
+    for linears in _networks(model):
         for position, layer in enumerate(linears):
-            weight_groups.setdefault(position, []).append(layer.weight)
-            if layer.bias is not None:
+            if layer.weight.requires_grad:
+                weight_groups.setdefault(position, []).append(layer.weight)
+            if layer.bias is not None and layer.bias.requires_grad:
                 biases.append(layer.bias)
     if not weight_groups:
         raise RuntimeError("model has no linear layers to train")
@@ -59,7 +85,7 @@ def make_optimizers(model: ANIModel, config: TrainConfig):
         ],
         lr=config.lr,
     )
-    sgd = torch.optim.SGD(biases, lr=config.lr)
+    sgd = torch.optim.SGD(biases, lr=config.bias_lr or config.lr)
     return adamw, sgd
 
 
@@ -92,6 +118,7 @@ def train_model(
         cache=NeighborCache(max_frames=len(train_frames) + len(validation_frames) + 1),
     )
     weights = LossWeights(config.alpha, config.beta, config.gamma)
+    freeze_layers(model, config.freeze)
     adamw, sgd = make_optimizers(model, config)
     schedulers = [_plateau(optimizer, config) for optimizer in (adamw, sgd)]
     rng = np.random.default_rng(seed)
