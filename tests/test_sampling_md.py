@@ -180,3 +180,38 @@ def test_unknown_element_and_non_periodic_start_are_refused():
     cluster.pbc = False
     with pytest.raises(PotstillError, match="fully periodic"):
         run(cluster)
+
+
+def test_deform_sampler_moves_only_lx_and_the_xy_tilt(tmp_path):
+    """Seed 001 (2.1.2): the relaxed crystal at 300 K with only lx and xy free."""
+    from potstill.references import ReferenceConfig
+    from potstill.rundir import RunDir
+    from potstill.sampling import sampler_config
+    from potstill.sampling.stage import sample
+    from potstill.store import Store
+
+    config = sampler_config(
+        {
+            "sampler": "deform",
+            "structure": {"element": "Al", "lattice": "fcc", "a_A": 4.1, "repeat": [2, 2, 2]},
+            "equilibration_steps": 200,
+            "steps": 3000,
+            "interval": 100,
+        }
+    )
+    reference = ReferenceConfig(kind="eam-al", name="eam")
+    results = sample(config, species=["Al"], reference=reference, run=RunDir(tmp_path / "run"))
+    assert results["n_frames"] == 30
+    a = results["relaxed_cell_A_deg"][0] / 2  # relaxed from 4.1 A to Mendelev's 4.05 A
+    assert a == pytest.approx(4.045, abs=0.01)
+    cells = np.array([f.cell[:] for f in Store(tmp_path / "run" / "pool.db").get()])
+    lengths = np.linalg.norm(cells, axis=2)
+    assert np.ptp(lengths[:, 0]) > 1e-3  # lx fluctuates
+    # ly, lz and the other tilts keep their relaxed values
+    np.testing.assert_allclose(cells[:, 1, 1], 2 * a, atol=0.01)
+    np.testing.assert_allclose(cells[:, 2, 2], cells[0, 2, 2], atol=1e-6)
+    np.testing.assert_allclose(cells[:, 2, :2], 0, atol=1e-6)
+    tilt = cells[:, 1, 0]  # ASE row b = (xy, ly, 0)
+    assert np.ptp(tilt) > 1e-3
+    frame = Store(tmp_path / "run" / "pool.db").get()[-1]
+    assert frame.info["sampler"] == "md" and np.isfinite(get_labels(frame, "eam").energy)

