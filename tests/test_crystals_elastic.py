@@ -248,3 +248,20 @@ def test_compare_elastic_layout_and_table(eam_ni):
     assert result["C44"]["reference"] == pytest.approx(125.0, rel=0.02)
     table = format_elastic_table(result)
     assert "C44 (GPa)" in table and "Error (%)" in table and "l_a (A)" in table
+
+
+def test_cubic_elastic_with_four_calculations_matches_the_full_matrix():
+    """The DFT path (4-atom cell, zero pressure by secant, xx and yz strains only) gives
+    what the full 12-strain calculation and a cell relaxation give."""
+    from ase.calculators.emt import EMT
+
+    from potstill.crystals import relax_crystal
+    from potstill.validation.elastic import cubic_elastic, elastic_constants
+
+    cheap = cubic_elastic("Ni", EMT(), a_guess_A=3.60)
+    relaxed = relax_crystal("fcc", "Ni", EMT(), fmax_eV_per_A=1e-5)
+    full = elastic_constants(relaxed["atoms"], EMT())
+    assert cheap["a_A"] == pytest.approx(relaxed["lattice_A"]["a"], abs=2e-4)
+    assert abs(cheap["pressure_GPa"]) < 0.02 and cheap["n_calculations"] <= 11
+    for key in ("C11", "C12", "C44", "G"):
+        assert cheap[key] == pytest.approx(full[key], rel=0.01), key

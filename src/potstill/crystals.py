@@ -33,7 +33,7 @@ import warnings
 from typing import Literal
 
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 from ase.build import bulk
 from ase.calculators.calculator import Calculator
 from ase.data import atomic_numbers, reference_states
@@ -68,8 +68,15 @@ def default_lattice_A(structure: str, element: str) -> dict[str, float]:
     return {"a": a, "c": a * IDEAL_C_OVER_A}
 
 
-def build_crystal(structure: str, element: str, *, lattice_A: dict[str, float]) -> Atoms:
-    """The validation supercell of ``structure`` (see module docstring for sizes).
+def build_crystal(
+    structure: str,
+    element: str,
+    *,
+    lattice_A: dict[str, float],
+    repeat: tuple[int, int, int] | None = None,
+) -> Atoms:
+    """The validation supercell of ``structure`` (see module docstring for sizes; or
+    ``repeat`` conventional cells, e.g. ``(1, 1, 1)`` for DFT).
 
     ``lattice_A``: ``{"a": ...}`` (and ``"c"`` for HCP; ideal c/a when absent), A.
     The structure and repeats are recorded in ``atoms.info["crystal_structure"]`` and
@@ -82,10 +89,47 @@ def build_crystal(structure: str, element: str, *, lattice_A: dict[str, float]) 
         cell = bulk(element, "hcp", a=a, c=c, orthorhombic=True)
     else:
         cell = bulk(element, structure, a=a, cubic=True)
-    atoms = cell.repeat(SUPERCELLS[structure])
+    repeat = tuple(repeat or SUPERCELLS[structure])
+    atoms = cell.repeat(repeat)
     atoms.info["crystal_structure"] = structure
-    atoms.info["supercell"] = SUPERCELLS[structure]
+    atoms.info["supercell"] = repeat
     return atoms
+
+
+def zero_pressure_cubic(
+    atoms: Atoms, calc: Calculator, *, tol_GPa: float = 0.02, max_calculations: int = 8
+) -> dict:
+    """Scale a cubic cell in place (isotropically) until its pressure is within
+    ``tol_GPa`` of zero, by the secant method on p(a): 3-4 calculations with a costly
+    ``calc`` where a cell relaxation would take tens. Returns ``{"a_A" (the cubic
+    lattice constant of :func:`lattice_constants_A`), "pressure_GPa",
+    "n_calculations"}``."""
+
+    def pressure(scale: float) -> float:
+        trial = atoms.copy()
+        trial.set_cell(atoms.cell[:] * scale, scale_atoms=True)
+        trial.calc = calc
+        return -float(np.trace(trial.get_stress(voigt=False))) / 3.0 / units.GPa
+
+    points = [(1.0, pressure(1.0)), (1.005, pressure(1.005))]
+    while abs(points[-1][1]) > tol_GPa and len(points) < max_calculations:
+        (s0, p0), (s1, p1) = points[-2], points[-1]
+        if p1 == p0:
+            break
+        points.append((s1 - p1 * (s1 - s0) / (p1 - p0), 0.0))
+        points[-1] = (points[-1][0], pressure(points[-1][0]))
+    scale, p = min(points, key=lambda point: abs(point[1]))
+    if abs(p) > tol_GPa:
+        raise PotstillError(
+            f"the cubic cell did not reach zero pressure in {max_calculations} calculations "
+            f"(|p| = {abs(p):.3f} GPa); start nearer the lattice constant"
+        )
+    atoms.set_cell(atoms.cell[:] * scale, scale_atoms=True)
+    return {
+        "a_A": lattice_constants_A(atoms)["a"],
+        "pressure_GPa": p,
+        "n_calculations": len(points),
+    }
 
 
 def lattice_constants_A(atoms: Atoms) -> dict[str, float]:

@@ -30,7 +30,13 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.units import GPa
 
-from potstill.crystals import lattice_constants_A, relax_atoms, relax_crystal
+from potstill.crystals import (
+    build_crystal,
+    lattice_constants_A,
+    relax_atoms,
+    relax_crystal,
+    zero_pressure_cubic,
+)
 from potstill.errors import PotstillError
 
 # Voigt index -> the (i, j) entries of the 3x3 strain it sets
@@ -63,8 +69,13 @@ def elastic_constants(
     relax_ions: bool = True,
     fmax_eV_per_A: float = 1e-4,
     steps: int = 1000,
+    cubic: bool = False,
 ) -> dict:
     """Elastic constants (GPa) of a relaxed periodic cell from +/- ``strain``.
+
+    ``cubic``: strain only xx and yz (4 calculations instead of 12) and fill the matrix
+    by cubic symmetry (C11 = C[0,0], C12 = mean(C[1,0], C[2,0]), C44 = C[3,3]), for an
+    expensive reference (DFT) on a cell known to be cubic.
 
     ``atoms_relaxed``: a cell at zero stress (e.g. ``relax_crystal(...)["atoms"]``); it
     is not modified. ``strain``: the magnitude of each finite strain (dimensionless).
@@ -83,7 +94,7 @@ def elastic_constants(
         raise PotstillError("elastic constants need a cell periodic in all three directions")
     matrix = np.zeros((6, 6))
     ions_converged = True
-    for j in range(6):
+    for j in (0, 3) if cubic else range(6):
         stresses = []
         for sign in (1.0, -1.0):
             step = np.zeros(6)
@@ -94,6 +105,8 @@ def elastic_constants(
             stresses.append(stress)
             ions_converged &= converged
         matrix[:, j] = (stresses[0] - stresses[1]) / (2.0 * strain) / GPa
+    if cubic:
+        matrix = cubic_matrix(matrix[0, 0], (matrix[1, 0] + matrix[2, 0]) / 2, matrix[3, 3])
     residual = _stress(atoms_relaxed.copy(), calc, False, fmax_eV_per_A, steps)[0] / GPa
     result = cubic_summary(matrix)
     result.update(
@@ -106,6 +119,34 @@ def elastic_constants(
         ions_converged=ions_converged,
     )
     return result
+
+
+def cubic_matrix(c11: float, c12: float, c44: float) -> np.ndarray:
+    """The 6x6 Voigt matrix of a cubic crystal (GPa)."""
+    matrix = np.zeros((6, 6))
+    matrix[:3, :3] = c12
+    matrix[np.arange(3), np.arange(3)] = c11
+    matrix[np.arange(3, 6), np.arange(3, 6)] = c44
+    return matrix
+
+
+def cubic_elastic(
+    element: str, calc: Calculator, *, a_guess_A: float, strain: float = 0.01
+) -> dict:
+    """Lattice constant and elastic constants of the 4-atom conventional FCC cell with an
+    expensive ``calc`` (DFT): the cell is scaled to zero pressure
+    (:func:`potstill.crystals.zero_pressure_cubic`), then strained by +/- ``strain`` in
+    xx and yz only (``cubic``; FCC is a Bravais lattice, so ions need no relaxation).
+    Returns :func:`elastic_constants`' result plus ``a_A``, ``pressure_GPa``,
+    ``n_calculations``."""
+    atoms = build_crystal("fcc", element, lattice_A={"a": a_guess_A}, repeat=(1, 1, 1))
+    lattice = zero_pressure_cubic(atoms, calc)
+    constants = elastic_constants(atoms, calc, strain=strain, relax_ions=False, cubic=True)
+    return constants | {
+        "a_A": lattice["a_A"],
+        "pressure_GPa": lattice["pressure_GPa"],
+        "n_calculations": lattice["n_calculations"] + 5,
+    }
 
 
 def cubic_summary(matrix_GPa) -> dict[str, float]:
