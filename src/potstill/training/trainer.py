@@ -66,7 +66,9 @@ def freeze_layers(model: ANIModel, freeze: Sequence[str]) -> int:
 
 def make_optimizers(model: ANIModel, config: TrainConfig):
     """AdamW on weights (weight decay per layer position), SGD on biases (at
-    ``config.bias_lr`` when set); frozen parameters are left out."""
+    ``config.bias_lr`` when set); the ``config.freeze`` layers are frozen first and left
+    out."""
+    freeze_layers(model, config.freeze)
     weight_groups: dict[int, list[torch.nn.Parameter]] = {}
     biases = []
     for linears in _networks(model):
@@ -118,7 +120,6 @@ def train_model(
         cache=NeighborCache(max_frames=len(train_frames) + len(validation_frames) + 1),
     )
     weights = LossWeights(config.alpha, config.beta, config.gamma)
-    freeze_layers(model, config.freeze)
     adamw, sgd = make_optimizers(model, config)
     schedulers = [_plateau(optimizer, config) for optimizer in (adamw, sgd)]
     rng = np.random.default_rng(seed)

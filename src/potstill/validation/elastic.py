@@ -168,7 +168,12 @@ def cubic_summary(matrix_GPa) -> dict[str, float]:
 
 
 def fcc_elastic(
-    calc: Calculator, element: str, *, strain: float = 0.01, relax_ions: bool = True, **relax_options
+    calc: Calculator,
+    element: str,
+    *,
+    strain: float = 0.01,
+    relax_ions: bool = True,
+    **relax_options,
 ) -> dict:
     """The 32-atom FCC cell relaxed with ``calc`` (:func:`potstill.crystals.relax_crystal`,
     2.5 % expanded start, as seed 001 section 2.3), then :func:`elastic_constants`; adds

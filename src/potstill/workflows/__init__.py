@@ -50,6 +50,10 @@ WORKFLOWS: dict[str, Entry] = {
         "potstill.workflows.distill",
         "Committee active-learning distillation of a pool into OUT/distill (seed 000, SI Note 4).",
     ),
+    "low2high": Entry(
+        "potstill.workflows.low2high",
+        "EAM sampling and training, DFT relabeling of a few frames, transfer learning (seed 001).",
+    ),
     "compare-selectors": Entry(
         "potstill.workflows.compare",
         "Benchmark selectors x budgets x seeds on a held-out test pool -> OUT/compare.",
