@@ -1,8 +1,9 @@
 """A real reference that counts its calls and fails on chosen frames.
 
 ``make_calculator(inner=..., log=PATH, fail_on=[...], **options)`` wraps the registered
-reference ``inner`` (EAM in LAMMPS, EMT, ...): every calculation appends the frame's key
-(``info["source_id"]``, else ``info["step"]``) to ``log`` (a file, so calls made in
+reference ``inner`` (EAM in LAMMPS, EMT, GPAW, ...): every calculation appends the frame's
+key (``info["source_id"]``, else ``info["step"]``; ``<source>-<source_index>`` for
+low2high's relabeled frames) to ``log`` (a file, so calls made in
 worker processes are counted too); frames whose key is in ``fail_on`` raise (an
 unconverged SCF), in ``hang_on`` never return, in ``crash_on`` kill their process with a
 segfault and in ``nan_on`` return NaN forces. Named by import path in tests:
@@ -31,6 +32,8 @@ class Counting(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         key = atoms.info.get("source_id", atoms.info.get("step"))
+        if "source_index" in atoms.info:  # low2high's relabeled frames (two pools, one store)
+            key = f"{atoms.info['source']}-{atoms.info['source_index']}"
         with open(self.log, "a") as handle:
             handle.write(f"{key}\n")
             handle.flush()

@@ -371,3 +371,37 @@ def test_translate_killed_after_a_write_resumes_to_the_same_pool(tmp_path):
     resumed = _killed_then_resumed([*args, "--out", tmp_path / "cut.db"], "label-write:2")
     assert json.loads(resumed.stdout)["n_labeled"] == 12 - 6  # the six labels stored were kept
     _frames_equal(tmp_path / "whole.db", tmp_path / "cut.db", atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "kill_at", ["label-write:2", pytest.param("member-trained:3", marks=pytest.mark.slow)]
+)
+def test_low2high_killed_resumes_without_losing_or_recomputing_a_dft_label(tmp_path, kill_at):
+    """Killed while GPAW labels (or while members train), ``--resume`` finishes the run;
+    every DFT label stored before the kill is computed exactly once (GPAW calls counted)."""
+    from test_low2high import tiny_config
+
+    log = tmp_path / "calls.log"
+    config = tiny_config(tmp_path / "l2h.yaml", log)
+    args = ["run", config, "--out", tmp_path / "run"]
+    killed = _run(*args, kill_at=kill_at)
+    assert killed.returncode == KILLED, killed.stderr[-1500:]
+    path = tmp_path / "run" / "relabel" / "dft.db"
+    stored = (
+        [
+            f"{f.info['source']}-{f.info['source_index']}"
+            for f in Store(path).get()
+            if "dft_energy" in f.info
+        ]
+        if path.exists()
+        else []
+    )
+    assert len(stored) == (2 if kill_at.startswith("label") else 0)
+    resumed = _run(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    computed = [key for key in calls(log) if key != "None"]
+    assert all(computed.count(step) == 1 for step in stored)  # none lost, none recomputed
+    frames = Store(path).get()
+    assert len(frames) == 6 and all("dft_energy" in f.info for f in frames)
+    summary = json.loads((tmp_path / "run" / "report" / "summary.json").read_text())
+    assert set(summary["elastic_GPa"]) >= {"eam", "dft", "nnp_dft_transfer"}

@@ -140,6 +140,9 @@ def cubic_elastic(
     Returns :func:`elastic_constants`' result plus ``a_A``, ``pressure_GPa``,
     ``n_calculations``."""
     atoms = build_crystal("fcc", element, lattice_A={"a": a_guess_A}, repeat=(1, 1, 1))
+    magmoms = getattr(calc, "initial_magmoms", None)  # spin-polarised DFT (Ni); kept by copies
+    if magmoms:
+        atoms.set_initial_magnetic_moments([magmoms.get(s, 0.0) for s in atoms.symbols])
     lattice = zero_pressure_cubic(atoms, calc)
     constants = elastic_constants(atoms, calc, strain=strain, relax_ions=False, cubic=True)
     return constants | {

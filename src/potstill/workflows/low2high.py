@@ -9,6 +9,7 @@ Stages, each in its own folder of the run (all resumable)::
                    validation force RMSE is the initial NNP_EAM
     finetune/      that member fine-tuned on train + validation (``fine_tune``, 2.2.3:
                    input and output layers frozen); finetune_nostress/ the gamma = 0 ablation
+                   (initial stage only, as Tables S3-S4)
     deform/        deformation MD (the ``deform`` sampler, 2.1.2); frames whose atomic
                    committee UQ exceeds mu + k sigma of the training data's are kept (2.1.3)
     final/         committee retrained on both, its best member fine-tuned: final NNP_EAM

@@ -90,7 +90,8 @@ def eam_data(config, rundir: RunDir, *, progress=None) -> EAMData:
 
 def nnp_eam(config, rundir: RunDir, frames: list[Atoms], name: str, *, progress=None) -> NNP:
     """Train the committee on ``frames``; fine-tune its best member (by validation force
-    RMSE) on all of them, and the gamma = 0 ablation, side by side."""
+    RMSE) on all of them, and for the ``initial`` stage also the gamma = 0 ablation
+    (beta 0.8, best epoch by forces), side by side."""
     stage = rundir.stage(name)
     stage.claim()
     started = time.time()
@@ -111,9 +112,10 @@ def nnp_eam(config, rundir: RunDir, frames: list[Atoms], name: str, *, progress=
         forces = [s["validation"]["forces_rmse"] for s in trained.summaries]
         best = stage.root / f"member_{int(np.argmin(forces))}.pt"
         tunes = {"finetune": config.fine_tune}
-        if config.ablation:
+        if config.ablation and name == "initial":  # Tables S3, S4: the initial models
+            # without a stress term the best epoch is chosen by forces, not stress
             tunes["finetune_nostress"] = config.fine_tune.model_copy(
-                update={"gamma": 0.0, "beta": 0.8}
+                update={"gamma": 0.0, "beta": 0.8, "best_by": "forces"}
             )
         tuned = fine_tune_all(
             frames, reference, spec, best, tunes, stage.root, executor, progress=progress
