@@ -158,3 +158,25 @@ def test_uq_keeps_the_deformation_frames_above_mu_plus_k_sigma(tiny_run):
     assert 0 < uq["n_kept"] <= uq["n_deform"] == 15
     final = summary["final"]
     assert final["n_frames"] == 24 + uq["n_kept"]
+
+
+def test_bad_dft_options_stop_the_run_in_one_line_before_any_work(tmp_path):
+    import subprocess
+    import sys
+
+    config = tiny_config(
+        tmp_path / "bad.yaml",
+        tmp_path / "calls.log",
+        high_fidelity={"kind": "gpaw", "name": "dft", "options": {"cutoff_eV": 300}},
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "from potstill.cli import main; main()", "run", str(config)]
+        + ["--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "exactly one of kpts" in lines[0], result.stderr
+    assert not (tmp_path / "r" / "eam").exists()

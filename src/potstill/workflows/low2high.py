@@ -10,8 +10,10 @@ Stages, each in its own folder of the run (all resumable)::
     finetune/      that member fine-tuned on train + validation (``fine_tune``, 2.2.3:
                    input and output layers frozen); finetune_nostress/ the gamma = 0 ablation
                    (initial stage only, as Tables S3-S4)
-    deform/        deformation MD (the ``deform`` sampler, 2.1.2); frames whose atomic
-                   committee UQ exceeds mu + k sigma of the training data's are kept (2.1.3)
+    deform/        deformation MD (the ``deform`` sampler, 2.1.2); frames with an atomic
+                   committee UQ above mu + k sigma (``uq_k``) of the atomic UQs of the
+                   deformation frames (or, ``uq_window: train``, of the training data)
+                   are kept (2.1.3)
     final/         committee retrained on both, its best member fine-tuned: final NNP_EAM
     relabel/       frames chosen for DFT from both sets within a budget (``relabel``),
                    labeled by ``high_fidelity`` over the executor (relabel/dft.db)
@@ -125,6 +127,7 @@ class Config(WorkflowConfig):
     fine_tune: TrainConfig = Field(default_factory=_fine_tune)
     ablation: bool = True
     uq_k: float = 3.0
+    uq_window: Literal["deform", "train"] = "deform"
     relabel: RelabelConfig = Field(default_factory=RelabelConfig)
     dft_elastic: DFTElasticConfig = Field(default_factory=DFTElasticConfig)
     strain: float = Field(0.01, gt=0, lt=0.1)
@@ -138,6 +141,7 @@ class Config(WorkflowConfig):
 def run(config: Config, rundir: RunDir, *, progress=None) -> dict:
     """Every stage in order (see the module docstring); returns the run's summary."""
     started = time.time()
+    config.high_fidelity.build()  # bad DFT options fail here, in one line, not per frame
     data = steps.eam_data(config, rundir, progress=progress)
     initial = steps.nnp_eam(config, rundir, data.train, "initial", progress=progress)
     deform = steps.deform_frames(config, rundir, initial, data, progress=progress)

@@ -163,7 +163,9 @@ def fine_tune_all(frames, reference, spec, start, configs, root, executor, *, pr
 
 def deform_frames(config, rundir: RunDir, initial: NNP, data: EAMData, *, progress=None):
     """Sample the deformation MD; keep the frames with an atom whose committee UQ
-    exceeds mu + k sigma of the atomic UQs of the training data (seed 001 2.1.3)."""
+    exceeds mu + k sigma of the atomic UQs (seed 001 2.1.3) of the deformation frames
+    themselves (``uq_window: deform``, the paper's "process applied only to the 2,000
+    configurations") or of the EAM training data (``uq_window: train``)."""
     run = _sub_run(rundir, "deform")
     sample_stage(
         config.deform,
@@ -178,16 +180,24 @@ def deform_frames(config, rundir: RunDir, initial: NNP, data: EAMData, *, progre
     stage.claim()
     started = time.time()
     uncertainty = CommitteeUncertainty(initial.committee)
-    threshold = mu_k_sigma(np.concatenate(uncertainty.evaluate(data.train).atom_std), config.uq_k)
-    scores = uncertainty.evaluate(frames).score
+    atom_std = uncertainty.evaluate(frames).atom_std
+    train_std = np.concatenate(uncertainty.evaluate(data.train).atom_std)
+    window = np.concatenate(atom_std) if config.uq_window == "deform" else train_std
+    threshold = mu_k_sigma(window, config.uq_k)
+    scores = np.array([std.max() for std in atom_std])
     kept = [i for i, score in enumerate(scores) if score > threshold.value]
+    train_cut = mu_k_sigma(train_std, config.uq_k).value
     results = threshold.as_dict() | {
+        "window": config.uq_window,
         "n_deform": len(frames),
         "n_kept": len(kept),
         "kept": kept,
         "score_median_eV": float(np.median(scores)),
+        "n_above_train_window": int((scores > train_cut).sum()),
+        "train_window_threshold_eV": float(train_cut),
     }
-    stage.write_record(inputs={"k": config.uq_k}, results=results, started=started)
+    inputs = {"k": config.uq_k, "window": config.uq_window}
+    stage.write_record(inputs=inputs, results=results, started=started)
     stage.publish(
         {k: v for k, v in results.items() if k != "kept"},
         title=f"deformation frames above mu + {config.uq_k:g} sigma: {len(kept)} of {len(frames)}",
