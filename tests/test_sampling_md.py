@@ -137,7 +137,7 @@ def test_segments_follow_temperatures_with_equilibration():
 
 
 def test_registry_finds_every_sampler_and_refuses_unknown():
-    assert available() == ["md", "momt", "translate"]
+    assert available() == ["deform", "md", "momt", "translate"]
     for name in available():
         sampler = get_sampler(name)
         assert (

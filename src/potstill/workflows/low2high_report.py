@@ -125,12 +125,15 @@ def write_report(
         "pool_errors": pool_errors,
         "wall_time_s": round(time.time() - started, 1),
     }
-    figure = _plot(errors, stage.report / "elastic_errors.png")
+    figures = [
+        _plot(errors, stage.report / "elastic_errors.png"),
+        _plot_meshes(summary["dft_mesh_scan"], stage.report / "dft_mesh_scan.png"),
+    ]
     stage.publish(
         summary,
         title=f"{config.name}: Low2High elastic constants (seed 001 Tables 2-5, S1-S4)",
         tables=_tables(elastic, errors),
-        figures=[figure],
+        figures=figures,
     )
     merged = rundir.summary()
     merged.update(
@@ -190,6 +193,26 @@ def _plot(errors: dict, path: Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_meshes(scan: list[dict], path: Path) -> Path:
+    """DFT C11, C12, C44, G (GPa) against the k-point mesh of the 4-atom cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    meshes = [m["mesh"] for m in scan]
+    for key in ("C11", "C12", "C44", "G"):
+        ax.plot(meshes, [m[key] for m in scan], "o-", label=key)
+    ax.set_xlabel("k-points per direction (4-atom cell)")
+    ax.set_ylabel("GPa")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
