@@ -156,7 +156,7 @@ def test_any_yaml_is_a_config_or_one_line(tmp_path, raw):
     [
         ("workflow: ideal\n", "unknown workflow 'ideal'"),
         ("reference: {kind: dft-magic}\n", "unknown reference 'dft-magic'"),
-        ("sample: {sampler: deform}\n", "unknown sampler 'deform'"),
+        ("sample: {sampler: wormhole}\n", "unknown sampler 'wormhole'"),
         ("select: {method: fsp}\n", "unknown selection method 'fsp'"),
         ("executor: {kind: threads}\n", "executor"),
         ("sample: [1\n", "not valid YAML"),

@@ -15,6 +15,7 @@ Frames that failed before are skipped unless ``retry_failed``.
 
 from __future__ import annotations
 
+import atexit
 import faulthandler
 import json
 import multiprocessing
@@ -35,6 +36,8 @@ from potstill.store import Store
 __all__ = ["Labeled", "attempts_key", "check_failures", "error_key", "label_frames", "label_store"]
 
 _REFERENCES: dict[str, Reference] = {}  # per process: a reference is built once
+# dropped at exit while modules still exist (GPAW's finalisers need theirs)
+atexit.register(_REFERENCES.clear)
 
 
 def error_key(name: str) -> str:
