@@ -116,8 +116,8 @@ def zero_pressure_cubic(
         (s0, p0), (s1, p1) = points[-2], points[-1]
         if p1 == p0:
             break
-        points.append((s1 - p1 * (s1 - s0) / (p1 - p0), 0.0))
-        points[-1] = (points[-1][0], pressure(points[-1][0]))
+        scale = s1 - p1 * (s1 - s0) / (p1 - p0)
+        points.append((scale, pressure(scale)))
     scale, p = min(points, key=lambda point: abs(point[1]))
     if abs(p) > tol_GPa:
         raise PotstillError(

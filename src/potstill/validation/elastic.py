@@ -121,6 +121,12 @@ def elastic_constants(
     return result
 
 
+def percent_errors(values: dict, reference: dict, keys) -> dict[str, float]:
+    """``100 (value - reference) / reference`` of each key: the error columns of seed
+    001's tables."""
+    return {k: 100.0 * (values[k] - reference[k]) / reference[k] for k in keys}
+
+
 def cubic_matrix(c11: float, c12: float, c44: float) -> np.ndarray:
     """The 6x6 Voigt matrix of a cubic crystal (GPa)."""
     matrix = np.zeros((6, 6))
@@ -222,12 +228,9 @@ def compare_elastic(
             done(f"elastic constants ({who})")
     model, ref = results["model"], results["reference"]
     comparison: dict = {"element": element}
-    for key in ("a_A",) + SUMMARY_KEYS:
-        comparison[key] = {
-            "model": model[key],
-            "reference": ref[key],
-            "error_percent": 100.0 * (model[key] - ref[key]) / ref[key],
-        }
+    errors = percent_errors(model, ref, ("a_A",) + SUMMARY_KEYS)
+    for key, error in errors.items():
+        comparison[key] = {"model": model[key], "reference": ref[key], "error_percent": error}
     for key in ("matrix_GPa", "converged"):
         comparison[key] = {"model": model[key], "reference": ref[key]}
     return comparison

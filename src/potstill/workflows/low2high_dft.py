@@ -19,7 +19,7 @@ from pydantic import Field
 from potstill.references import ReferenceConfig
 from potstill.rundir import read_record, write_json
 from potstill.settings import Section
-from potstill.validation.elastic import SUMMARY_KEYS, cubic_elastic
+from potstill.validation.elastic import SUMMARY_KEYS, cubic_elastic, percent_errors
 
 __all__ = ["DFTElasticConfig", "dft_elastic"]
 
@@ -63,9 +63,5 @@ def dft_elastic(config: DFTElasticConfig, reference: ReferenceConfig, out: Path)
         write_json(path, {"settings": settings, "results": result})
         scan.append(result)
     last, before = scan[-1], scan[-2] if len(scan) > 1 else None
-    change = (
-        {k: 100.0 * (last[k] - before[k]) / before[k] for k in ("a_A",) + SUMMARY_KEYS}
-        if before
-        else {}
-    )
+    change = percent_errors(last, before, ("a_A",) + SUMMARY_KEYS) if before else {}
     return {"meshes": scan, "reference": last, "change_percent": change}

@@ -23,7 +23,7 @@ import numpy as np
 from potstill.executors import ExecutorConfig, fan_out, make_executor
 from potstill.models import PotstillCalculator, load_checkpoint, parameter_checksum, predict
 from potstill.rundir import RunDir, read_record, write_json
-from potstill.validation.elastic import SUMMARY_KEYS, fcc_elastic
+from potstill.validation.elastic import SUMMARY_KEYS, fcc_elastic, percent_errors
 from potstill.validation.metrics import pool_errors
 
 __all__ = ["evaluate_models", "write_report"]
@@ -55,7 +55,8 @@ def _errors_job(job) -> dict:
 
 
 def _elastic_job(job) -> dict:
-    """Elastic constants of one calculator: ``("eam", ReferenceConfig)`` or a checkpoint."""
+    """Elastic constants of one calculator: ``kind`` ``"reference"`` (a ReferenceConfig,
+    the EAM) or ``"model"`` (a checkpoint path)."""
     _, _, kind, target, element, strain = job
     if kind == "reference":
         calc = target.build().calculator
@@ -104,16 +105,8 @@ def write_report(
     stage.claim()
     elastic = elastic_table(config, rundir, models)
     elastic["dft"] = {k: dft_reference["reference"][k] for k in KEYS}
-    order = ["eam", "dft"] + [m for m in models]
-    elastic = {name: elastic[name] for name in order}
-    errors = {
-        name: {
-            k: 100.0 * (values[k] - elastic[_against(name)][k]) / elastic[_against(name)][k]
-            for k in KEYS
-        }
-        for name, values in elastic.items()
-        if name not in ("eam", "dft")
-    }
+    elastic = {name: elastic[name] for name in ["eam", "dft", *models]}
+    errors = {name: percent_errors(elastic[name], elastic[_against(name)], KEYS) for name in models}
     summary = {
         "elastic_GPa": elastic,
         "error_percent": errors,

@@ -57,8 +57,19 @@ class NNP:
     summaries: dict
 
 
-def _sub_run(rundir: RunDir, name: str) -> RunDir:
-    return RunDir(rundir.path / name, overwrite=rundir.overwrite, resume=rundir.resume)
+def _sampled(config, rundir: RunDir, name: str, sampler, progress) -> list[Atoms]:
+    """The frames of ``sampler`` (low-fidelity labels) in the run's folder ``name``,
+    sampled there first (or continued, on ``--resume``)."""
+    run = RunDir(rundir.path / name, overwrite=rundir.overwrite, resume=rundir.resume)
+    sample_stage(
+        sampler,
+        species=config.species,
+        reference=config.reference,
+        run=run,
+        executor=config.executor,
+        progress=progress,
+    )
+    return Store(run.pool, create=False).get()
 
 
 def eam_data(config, rundir: RunDir, *, progress=None) -> EAMData:
@@ -66,18 +77,7 @@ def eam_data(config, rundir: RunDir, *, progress=None) -> EAMData:
     pools = [("eam", config.eam_data.pool)] + [
         (f"test_{k}", pool) for k, pool in enumerate(config.eam_data.test_pools)
     ]
-    frames = {}
-    for name, sampler in pools:
-        run = _sub_run(rundir, name)
-        sample_stage(
-            sampler,
-            species=config.species,
-            reference=config.reference,
-            run=run,
-            executor=config.executor,
-            progress=progress,
-        )
-        frames[name] = Store(run.pool, create=False).get()
+    frames = {name: _sampled(config, rundir, name, sampler, progress) for name, sampler in pools}
     pool = frames.pop("eam")
     n = config.eam_data.train_last
     if len(pool) <= n:
@@ -117,9 +117,7 @@ def nnp_eam(config, rundir: RunDir, frames: list[Atoms], name: str, *, progress=
             tunes["finetune_nostress"] = config.fine_tune.model_copy(
                 update={"gamma": 0.0, "beta": 0.8, "best_by": "forces"}
             )
-        tuned = fine_tune_all(
-            frames, reference, spec, best, tunes, stage.root, executor, progress=progress
-        )
+        tuned = fine_tune_all(frames, reference, spec, best, tunes, stage.root, executor)
     summaries = {
         "n_frames": len(frames),
         "members": trained.summaries,
@@ -137,7 +135,7 @@ def nnp_eam(config, rundir: RunDir, frames: list[Atoms], name: str, *, progress=
     return NNP(committee, best, tuned["finetune"][0], nostress and nostress[0], summaries)
 
 
-def fine_tune_all(frames, reference, spec, start, configs, root, executor, *, progress=None):
+def fine_tune_all(frames, reference, spec, start, configs, root, executor):
     """Fine-tune checkpoint ``start`` on all ``frames`` (train = validation, seed 001
     2.2.3) once per ``configs`` entry (name -> TrainConfig), concurrently over
     ``executor``; returns name -> (checkpoint path, summary)."""
@@ -166,16 +164,7 @@ def deform_frames(config, rundir: RunDir, initial: NNP, data: EAMData, *, progre
     exceeds mu + k sigma of the atomic UQs (seed 001 2.1.3) of the deformation frames
     themselves (``uq_window: deform``, the paper's "process applied only to the 2,000
     configurations") or of the EAM training data (``uq_window: train``)."""
-    run = _sub_run(rundir, "deform")
-    sample_stage(
-        config.deform,
-        species=config.species,
-        reference=config.reference,
-        run=run,
-        executor=config.executor,
-        progress=progress,
-    )
-    frames = Store(run.pool, create=False).get()
+    frames = _sampled(config, rundir, "deform", config.deform, progress)
     stage = rundir.stage("uq")
     stage.claim()
     started = time.time()
@@ -309,7 +298,7 @@ def nnp_dft(config, rundir: RunDir, relabeled: Relabeled, final: NNP, *, progres
     with make_executor(config.executor, jobs=2) as executor:
 
         def scratch():
-            initial = train_committee(
+            train_committee(
                 train,
                 name,
                 model=spec,
@@ -317,7 +306,6 @@ def nnp_dft(config, rundir: RunDir, relabeled: Relabeled, final: NNP, *, progres
                 out_dir=stage.root / "scratch_initial",
                 executor=executor,
             )
-            del initial
             return fine_tune_all(
                 train,
                 name,
