@@ -47,6 +47,8 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
     "emt": ("potstill.references.emt:make_calculator", {}),
     # GPAW plane-wave DFT (PBE), the high fidelity of Low2High; options in its module.
     "gpaw": ("potstill.references.gpaw:make_calculator", {}),
+    # GFN2-xTB tight binding (tblite), the reference of rare_events; options in its module.
+    "xtb": ("potstill.references.xtb:make_calculator", {}),
 }
 
 
