@@ -3,7 +3,8 @@
 ``make_calculator(inner=..., log=PATH, fail_on=[...], **options)`` wraps the registered
 reference ``inner`` (EAM in LAMMPS, EMT, GPAW, ...): every calculation appends the frame's
 key (``info["source_id"]``, else ``info["step"]``; ``<source>-<source_index>`` for
-low2high's relabeled frames) to ``log`` (a file, so calls made in
+low2high's relabeled frames, ``<al_key>-<augment_copy>`` for rare_events' selected
+frames) to ``log`` (a file, so calls made in
 worker processes are counted too); frames whose key is in ``fail_on`` raise (an
 unconverged SCF), in ``hang_on`` never return, in ``crash_on`` kill their process with a
 segfault and in ``nan_on`` return NaN forces. Named by import path in tests:
@@ -34,6 +35,8 @@ class Counting(Calculator):
         key = atoms.info.get("source_id", atoms.info.get("step"))
         if "source_index" in atoms.info:  # low2high's relabeled frames (two pools, one store)
             key = f"{atoms.info['source']}-{atoms.info['source_index']}"
+        if "al_key" in atoms.info:  # rare_events: a selected SMD frame and its noisy copies
+            key = f"{atoms.info['al_key']}-{atoms.info.get('augment_copy', 0)}"
         with open(self.log, "a") as handle:
             handle.write(f"{key}\n")
             handle.flush()
@@ -46,6 +49,7 @@ class Counting(Calculator):
             os.kill(os.getpid(), signal.SIGSEGV)  # a calculator that takes its process down
         # everything at once, so one call is one calculation (one SCF for DFT)
         wanted = {"energy", "free_energy", "forces", "stress"} & set(self.implemented_properties)
+        self.inner.reset()  # as ASE's get_property does for a new frame: no state carried over
         self.inner.calculate(atoms, sorted(wanted | set(properties)), system_changes)
         self.results = dict(self.inner.results)
         if key in self.nan_on:

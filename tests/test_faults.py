@@ -405,3 +405,44 @@ def test_low2high_killed_resumes_without_losing_or_recomputing_a_dft_label(tmp_p
     assert len(frames) == 6 and all("dft_energy" in f.info for f in frames)
     summary = json.loads((tmp_path / "run" / "report" / "summary.json").read_text())
     assert set(summary["elastic_GPa"]) >= {"eam", "dft", "nnp_dft_transfer"}
+
+
+@pytest.mark.parametrize(
+    "kill_at", ["label-write:2", pytest.param("iteration-saved:1", marks=pytest.mark.slow)]
+)
+def test_rare_events_killed_resumes_without_losing_or_recomputing_a_label(tmp_path, kill_at):
+    """Killed while xtb labels an iteration's frames (or right after an iteration was
+    saved), ``--resume`` finishes the run; no label stored before the kill is computed
+    again (xtb calls counted), and the finished iterations are the killed run's."""
+    from test_rare_events import tiny_config
+
+    log = tmp_path / "calls.log"
+    config = tiny_config(
+        tmp_path / "re.yaml", log, learning={"max_iterations": 2}, loading={"speeds_A_per_ps": []}
+    )
+    args = ["run", config, "--out", tmp_path / "run"]
+    killed = _run(*args, kill_at=kill_at)
+    assert killed.returncode == KILLED, killed.stderr[-1500:]
+    root = tmp_path / "run" / "rare_events" / "inherited-2"
+
+    def labeled_by_xtb(frames):  # every row but the equilibration frames (labeled by MD)
+        return [f for f in frames if f.info["al_iteration"] > 0 or f.info.get("augment_copy")]
+
+    stored = [
+        f"{f.info['al_key']}-{f.info.get('augment_copy', 0)}"
+        for f in labeled_by_xtb(Store(root / "train.db").get())
+        if "xtb_energy" in f.info
+    ]
+    assert stored
+    saved = sorted(p.parent.name for p in root.glob("iter_*/iteration.json"))
+    resumed = _run(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    computed = [key for key in calls(log) if key != "None"]
+    assert all(computed.count(key) == 1 for key in stored)  # none lost, none recomputed
+    frames = labeled_by_xtb(Store(root / "train.db").get())
+    assert frames and all(
+        "xtb_energy" in f.info or f.info.get("xtb_label_attempts") == 3 for f in frames
+    )
+    summary = json.loads((tmp_path / "run" / "report" / "summary.json").read_text())
+    assert len(summary["runs"]["inherited-2"]["abs_error_kcal_per_mol"]) == 2
+    assert saved == (["iter_0"] if kill_at.startswith("iteration") else [])

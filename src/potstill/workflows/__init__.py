@@ -54,6 +54,10 @@ WORKFLOWS: dict[str, Entry] = {
         "potstill.workflows.low2high",
         "EAM sampling and training, DFT relabeling of a few frames, transfer learning (seed 001).",
     ),
+    "rare_events": Entry(
+        "potstill.workflows.rare_events",
+        "Active learning of a bond-breaking barrier along steered MD, tight-binding labels (seed 004).",
+    ),
     "compare-selectors": Entry(
         "potstill.workflows.compare",
         "Benchmark selectors x budgets x seeds on a held-out test pool -> OUT/compare.",
