@@ -100,13 +100,15 @@ class SMDConfig(Section):
 
 
 class RunSpec(Section):
-    """One active-learning run: its ``name``, data ``strategy``, ``committee`` size
-    and whether selected frames get noisy copies (``augment``)."""
+    """One active-learning run: its ``name``, data ``strategy``, ``committee`` size,
+    whether selected frames get noisy copies (``augment``) and, when it should stop
+    earlier than ``learning.max_iterations``, its own ``max_iterations``."""
 
     name: str
     strategy: Literal["random", "inherited"] = "inherited"
     committee: int = Field(7, ge=2)
     augment: bool = True
+    max_iterations: int | None = Field(None, ge=1)
 
 
 def _runs() -> list[RunSpec]:
@@ -212,11 +214,13 @@ def run(config: Config, rundir: RunDir, *, progress=None) -> dict:
         what="smd, learning, model, train, species or reference",
     )
     ref = reference.reference_runs(config, stage.root, progress=progress)
-    runs = {
-        spec.name: loop.learn(config, stage.root, spec, ref, progress=progress)
-        for spec in config.learning.runs
-    }
-    loading = reference.loading_study(config, stage.root, ref, runs, progress=progress)
+    runs, loading = {}, {}
+    for spec in config.learning.runs:
+        runs[spec.name] = loop.learn(config, stage.root, spec, ref, progress=progress)
+        if spec.name == config.loading.run:  # as soon as its model is final
+            loading = reference.loading_study(
+                config, stage.root, runs[spec.name], ref, progress=progress
+            )
     return report.write_report(config, stage, ref, runs, loading, started)
 
 

@@ -72,7 +72,7 @@ def learn(config, root: Path, spec, ref: ReferenceRuns, *, progress=None) -> Lea
         )
         steps = _Steps(config, spec, ref, root, Store(root / "train.db"), learner, executor)
         iterations = active_learning(
-            config.learning.max_iterations,
+            spec.max_iterations or config.learning.max_iterations,
             select=steps.select,
             add=steps.add,
             retrain=steps.retrain,

@@ -157,15 +157,16 @@ def _save_npz(path: Path, **arrays) -> None:
     os.replace(tmp, path)
 
 
-def loading_study(config, root: Path, ref: ReferenceRuns, runs: dict, *, progress=None):
-    """SMD of the reference and of run ``loading.run``'s final best member from start
-    0 at each ``loading.speeds_A_per_ps``; E_a of both per speed (cached per speed)."""
+def loading_study(config, root: Path, learned, ref: ReferenceRuns, *, progress=None):
+    """SMD of the reference and of ``learned``'s final best member (run
+    ``loading.run``) from start 0 at each ``loading.speeds_A_per_ps``; E_a of both per
+    speed (cached per speed and model)."""
     speeds = config.loading.speeds_A_per_ps
     if not speeds:
         return {}
     root = root / "loading"
     root.mkdir(parents=True, exist_ok=True)
-    model = runs[config.loading.run].best_member
+    model = learned.best_member
     out = {}
     bar = progress.add_task("loading-rate study", total=len(speeds)) if progress else None
     for speed in speeds:
