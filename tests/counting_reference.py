@@ -49,7 +49,8 @@ class Counting(Calculator):
             os.kill(os.getpid(), signal.SIGSEGV)  # a calculator that takes its process down
         # everything at once, so one call is one calculation (one SCF for DFT)
         wanted = {"energy", "free_energy", "forces", "stress"} & set(self.implemented_properties)
-        self.inner.reset()  # as ASE's get_property does for a new frame: no state carried over
+        if hasattr(self.inner, "reset"):  # as ASE's get_property does for a new frame
+            self.inner.reset()  # (tblite would otherwise start from the last frame's SCF)
         self.inner.calculate(atoms, sorted(wanted | set(properties)), system_changes)
         self.results = dict(self.inner.results)
         if key in self.nan_on:

@@ -137,7 +137,9 @@ def label_job(job: _Job) -> list[tuple[int, Atoms | None, str | None]]:
 def _label(reference: Reference, atoms: Atoms) -> tuple[Atoms | None, str | None]:
     """One frame labeled here: (labeled frame, None) or (None, the error)."""
     frame = strip(atoms)
-    reference.calculator.reset()  # a retry computes again: no results cached from a failure
+    reset = getattr(reference.calculator, "reset", None)  # GPAW's new calculator has none
+    if callable(reset):
+        reset()  # a retry computes again: no results cached from the failed attempt
     frame.calc = reference.calculator
     try:
         return labels_from_calculator(frame, reference.name), None
