@@ -37,6 +37,17 @@ class Retrained:
     splits: list[Split]
     member_paths: list[Path] = field(default_factory=list)
 
+    @classmethod
+    def saved(cls, splits: Sequence[Mapping], folder: Path, n_members: int) -> Retrained:
+        """A committee saved earlier (``folder/member_<k>.pt``) with its recorded
+        ``splits`` (as :meth:`Split.to_dict` wrote them): the ``previous`` of the next
+        :meth:`CommitteeLearner.retrain`."""
+        return cls(
+            trained=None,
+            splits=[Split(**s) for s in splits],
+            member_paths=[Path(folder) / f"member_{k}.pt" for k in range(n_members)],
+        )
+
 
 @dataclass
 class CommitteeLearner:

@@ -323,12 +323,8 @@ class DistillSteps:
         k_members, t = self.config.train.committee, self.config.train
         before = None
         if previous is not None:
-            before = Retrained(
-                trained=None,
-                splits=[Split(**s) for s in previous.record["splits"]],
-                member_paths=[
-                    self.root / f"iter_{i - 1}" / f"member_{k}.pt" for k in range(k_members)
-                ],
+            before = Retrained.saved(
+                previous.record["splits"], self.root / f"iter_{i - 1}", k_members
             )
         retrained = self.learner.retrain(
             self.training.frames(every_row),

@@ -229,12 +229,8 @@ class _Steps:
         )
         before = None
         if previous is not None:
-            before = Retrained(
-                trained=None,
-                splits=[Split(**s) for s in previous.record["splits"]],
-                member_paths=[
-                    self.root / f"iter_{i - 1}" / f"member_{k}.pt" for k in range(n_members)
-                ],
+            before = Retrained.saved(
+                previous.record["splits"], self.root / f"iter_{i - 1}", n_members
             )
         retrained = self.learner.retrain(
             frames,
