@@ -6,6 +6,10 @@ potstill's own ANI AEV (:func:`potstill.aev.kernel.batch_aev`, the same terms an
 layout as TorchANI's ``AEVComputer``) in float32, so a descriptor and a model with the
 same :class:`~potstill.aev.config.AEVConfig` see the same features.
 
+:meth:`AEVDescriptor.with_gradient` gives one frame's AEVs in float64 with their
+vector-Jacobian product with respect to the positions (autograd through the same
+kernel), for objectives built on descriptors (the IDEAL embedding, seed 003).
+
 Frames are read once, in order (a lazy :class:`~potstill.store.StoredFrames` view is
 iterated chunk by chunk and never held whole), and computed in batches of ``chunk``
 frames. Results are cached per frame, keyed by its content (numbers, positions, cell,
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -68,6 +72,7 @@ class AEVDescriptor:
         self.max_cache_bytes = int(max_cache_bytes)
         self._species: list[str] | None = None
         self._computer = None  # the TorchANI AEVComputer, once the species are known
+        self._computer64 = None  # its float64 twin, for with_gradient
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._cache_bytes = 0
         if species is not None:
@@ -92,6 +97,43 @@ class AEVDescriptor:
     def per_atom(self, frames: Iterable[Atoms]) -> list[np.ndarray]:
         """AEVs of every frame, one ``(n_atoms_i, n_features)`` float32 array each."""
         return per_atom_in_chunks(frames, self.chunk, self._chunk)
+
+    def with_gradient(self, atoms: Atoms) -> tuple[np.ndarray, Callable]:
+        """AEVs ``(n_atoms, n_features)`` float64 of one frame and their VJP.
+
+        ``vjp(g)`` takes ``g = dL/dAEV (n_atoms, n_features)`` and returns ``dL/dpositions
+        (n_atoms, 3)`` (1/A times the units of ``L``), the cell held fixed.
+        """
+        if self._computer is None:
+            self._build(sorted(set(atoms.get_chemical_symbols()), key=atomic_numbers.get))
+        self._compute([atoms])  # element checks
+        if self._computer64 is None:
+            self._computer64 = self.aev_config.build(len(self._species)).double()
+        computer = self._computer64
+        cutoff = self.aev_config.radial_cutoff
+        batch = Batch.from_atoms([atoms], self._species, cutoff, dtype=torch.float64)
+        positions = batch.positions.clone().requires_grad_(True)
+        features = batch_aev(computer, batch, batch.pair_vectors(positions), cutoff)
+
+        def vjp(gradient: np.ndarray) -> np.ndarray:
+            (by_positions,) = torch.autograd.grad(
+                features,
+                positions,
+                torch.from_numpy(np.asarray(gradient, dtype=np.float64)),
+                retain_graph=True,
+                allow_unused=True,
+            )
+            if by_positions is None:  # no neighbours: nothing depends on the positions
+                return np.zeros((len(atoms), 3))
+            return by_positions.numpy()
+
+        return features.detach().numpy().copy(), vjp
+
+    def __getstate__(self) -> dict:
+        """Pickled (to a worker) without the cache of computed AEVs."""
+        state = dict(self.__dict__)
+        state["_cache"], state["_cache_bytes"] = OrderedDict(), 0
+        return state
 
     # -- internals ------------------------------------------------------------------
     def _build(self, species: list[str]) -> None:

@@ -9,7 +9,7 @@ per frame, in order; frames are read once. Needs the optional dependency DScribe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -80,6 +80,39 @@ class SOAPDescriptor:
         """SOAP vectors of every frame, one ``(n_atoms_i, n_features)`` float32 array each."""
         return per_atom_in_chunks(frames, self.chunk, self._compute)
 
+    def with_gradient(self, atoms: Atoms) -> tuple[np.ndarray, Callable]:
+        """SOAP vectors ``(n_atoms, n_features)`` float64 of one frame and their VJP
+        ``vjp(dL/dSOAP (n_atoms, n_features)) -> dL/dpositions (n_atoms, 3)`` from
+        DScribe's analytic derivatives (seed 003, SI S10).
+
+        DScribe has no analytic derivatives for periodic systems (and its numerical ones
+        move an atom without its periodic images), so a periodic frame is unfolded: its
+        3 x 3 x 3 images form one cluster whose central copy are the centres, and the
+        derivatives with respect to every image of an atom are summed into it. Needs
+        cell heights of at least ``r_cut``.
+        """
+        self._compute([atoms])  # species and element checks
+        n = len(atoms)
+        if atoms.pbc.any():
+            cluster, owner, centres = _unfolded(atoms, self.options["r_cut"])
+        else:
+            cluster, owner, centres = atoms, np.arange(n), np.arange(n)
+        derivatives, values = self._calculator(False).derivatives(
+            cluster,
+            centers=centres.tolist(),
+            attach=True,  # a centre moves with its atom
+            method="analytical",
+            return_descriptor=True,
+        )  # derivatives (n_centres, n_cluster_atoms, 3, n_features)
+
+        def vjp(gradient: np.ndarray) -> np.ndarray:
+            by_cluster = np.einsum("ijkf,if->jk", derivatives, np.asarray(gradient, float))
+            out = np.zeros((n, 3))
+            np.add.at(out, owner, by_cluster)
+            return out
+
+        return np.asarray(values, dtype=np.float64), vjp
+
     def _set_species(self, species: list[str]) -> None:
         unknown = [s for s in species if s not in atomic_numbers]
         if unknown or not species:
@@ -110,3 +143,23 @@ class SOAPDescriptor:
                 species=self._species, periodic=periodic, sparse=False, **self.options
             )
         return self._soap[periodic]
+
+
+def _unfolded(atoms: Atoms, r_cut: float) -> tuple[Atoms, np.ndarray, np.ndarray]:
+    """The 3 x 3 x 3 images of a periodic frame as one non-periodic cluster, the frame
+    atom each cluster atom is an image of ``(27 n,)``, and the central copy's indices."""
+    cell = atoms.cell[:]
+    heights = abs(np.linalg.det(cell)) / np.linalg.norm(
+        np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1
+    )
+    if np.any(heights[atoms.pbc] < r_cut):
+        raise PotstillError(
+            f"SOAP derivatives of a periodic cell need cell heights >= r_cut = {r_cut} A, "
+            f"got {np.round(heights, 2).tolist()}"
+        )
+    shifts = [np.array(s) for s in np.ndindex(3, 3, 3)]
+    positions = np.concatenate([atoms.positions + (s - 1) @ cell for s in shifts])
+    cluster = Atoms(np.tile(atoms.numbers, len(shifts)), positions=positions)
+    owner = np.tile(np.arange(len(atoms)), len(shifts))
+    middle = 13  # (1, 1, 1) in np.ndindex(3, 3, 3) order: the frame itself
+    return cluster, owner, np.arange(len(atoms)) + middle * len(atoms)

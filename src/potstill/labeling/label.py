@@ -8,7 +8,8 @@ more times, then reported as failed with the error text and the number of attemp
 
 :func:`label_store` labels the frames of a store that lack the reference's labels:
 each finished job is written in one transaction, a failure is recorded on the frame
-(``info["<name>_label_error"]``, ``info["<name>_label_attempts"]``), and a rerun labels
+(``info["<name>_label_error"]``, ``info["<name>_label_attempts"]``), each label keeps
+the seconds its reference call took (``info["<name>_seconds"]``), and a rerun labels
 only what is still missing, so an interrupted run recomputes nothing that was stored.
 Frames that failed before are skipped unless ``retry_failed``.
 """
@@ -19,6 +20,7 @@ import atexit
 import faulthandler
 import json
 import multiprocessing
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -33,7 +35,15 @@ from potstill.frames import has_labels, labels_from_calculator, strip
 from potstill.references import Reference, ReferenceConfig
 from potstill.store import Store
 
-__all__ = ["Labeled", "attempts_key", "check_failures", "error_key", "label_frames", "label_store"]
+__all__ = [
+    "Labeled",
+    "attempts_key",
+    "check_failures",
+    "error_key",
+    "label_frames",
+    "label_store",
+    "seconds_key",
+]
 
 _REFERENCES: dict[str, Reference] = {}  # per process: a reference is built once
 # dropped at exit while modules still exist (GPAW's finalisers need theirs)
@@ -43,6 +53,11 @@ atexit.register(_REFERENCES.clear)
 def error_key(name: str) -> str:
     """``info`` key of the last error of reference ``name`` on a frame."""
     return f"{name}_label_error"
+
+
+def seconds_key(name: str) -> str:
+    """``info`` key of the wall seconds the reference ``name`` took to label a frame."""
+    return f"{name}_seconds"
 
 
 def attempts_key(name: str) -> str:
@@ -142,7 +157,10 @@ def _label(reference: Reference, atoms: Atoms) -> tuple[Atoms | None, str | None
         reset()  # a retry computes again: no results cached from the failed attempt
     frame.calc = reference.calculator
     try:
-        return labels_from_calculator(frame, reference.name), None
+        started = time.perf_counter()
+        labeled = labels_from_calculator(frame, reference.name)
+        labeled.info[seconds_key(reference.name)] = time.perf_counter() - started
+        return labeled, None
     except Exception as error:  # noqa: BLE001 - a reference that raises is recorded, not fatal
         return None, _one_line(error)
 

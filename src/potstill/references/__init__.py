@@ -44,6 +44,12 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
         "potstill.references.lammps:make_calculator",
         {"pair_style": "uf3 3", "potential": "Nb.uf3", "elements": ["Nb"]},
     ),
+    # Zuo et al.'s Li SNAP (J. Phys. Chem. A 124, 731 (2020), fitted to PBE; shipped with
+    # LAMMPS): a many-body reference whose cost grows with the atoms; IDEAL's reference.
+    "snap-li": (
+        "potstill.references.lammps:make_calculator",
+        {"pair_style": "snap", "potential": "Li_Zuo_JPCA2020.snapcoeff", "elements": ["Li"]},
+    ),
     "emt": ("potstill.references.emt:make_calculator", {}),
     # GPAW plane-wave DFT (PBE), the high fidelity of Low2High; options in its module.
     "gpaw": ("potstill.references.gpaw:make_calculator", {}),

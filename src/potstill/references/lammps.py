@@ -82,6 +82,9 @@ class PairPotential:
             file = _quote(self.potential)
             if self.pair_style.split()[0] in _PER_TYPE_FILE_STYLES:
                 lines += [f"pair_coeff {i} {i} {file}" for i in range(1, len(self.elements) + 1)]
+            elif self.pair_style.split()[0] == "snap":  # coefficients, then its .snapparam
+                param = _quote(self.potential.with_suffix(".snapparam"))
+                lines.append(f"pair_coeff * * {file} {param} {' '.join(self.elements)}")
             else:
                 lines.append(f"pair_coeff * * {file} {' '.join(self.elements)}")
         lines += list(self.pair_coeff_extra)

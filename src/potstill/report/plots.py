@@ -152,3 +152,13 @@ def _figure(*, figsize: tuple[float, float]):
     from matplotlib.figure import Figure
 
     return Figure(figsize=figsize)
+
+
+def new_figure(*, figsize: tuple[float, float]):
+    """A blank Agg-rendered ``Figure`` (no pyplot): the one way report figures start."""
+    return _figure(figsize=figsize)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out ``fig`` and write it as the PNG ``path``; returns the path."""
+    return _save(fig, _png_path(path))

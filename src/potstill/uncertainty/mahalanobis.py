@@ -26,7 +26,7 @@ training atoms' mean and spread) to the training atoms.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -174,7 +174,9 @@ class MahalanobisUncertainty:
             as :meth:`AtomFeatures.standardization`).
 
     :meth:`fit` sets the statistics from training frames, :meth:`update` streams more
-    atoms in (O(d^2) each), :meth:`per_atom` scores frames. Learned state: ``mean_``,
+    atoms in (O(d^2) each), :meth:`per_atom` scores frames and :meth:`with_gradient`
+    scores one frame with the gradient of its (weighted) total with respect to the
+    positions (descriptors with a ``with_gradient``: the AEV, SOAP). Learned state: ``mean_``,
     ``scale_`` ``(d,)`` and ``gaussian_``.
     """
 
@@ -217,6 +219,62 @@ class MahalanobisUncertainty:
         features = per_atom_features(frames, self._fitted().descriptor)
         distances = self.gaussian_.distances(self._scaled(features))
         return np.split(distances, features.offsets[1:-1])
+
+    def with_gradient(
+        self, atoms: Atoms, weights: np.ndarray | Callable | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-atom scores ``(n_atoms,)`` of one frame and the gradient ``(n_atoms, 3)``
+        (1/A) of ``sum_i weights_i score_i`` (default weights 1: the total uncertainty)
+        with respect to the positions, the cell held fixed. ``weights`` may be a
+        function of the scores (the chain rule of an objective ``sum_i f(score_i)``:
+        ``weights = f'``).
+
+        ``score_i = u_i^T P u_i`` with ``u_i`` the standardised descriptor minus the
+        mean and ``P`` the precision, so ``d score_i / d v_i = 2 P u_i / scale``; the
+        descriptor's VJP carries that to the positions.
+        """
+        descriptor = self._fitted().descriptor
+        if not callable(getattr(descriptor, "with_gradient", None)):
+            raise PotstillError(
+                f"{type(descriptor).__name__} has no position derivatives; use the aev or "
+                "soap descriptor for a differentiable uncertainty"
+            )
+        values, vjp = descriptor.with_gradient(atoms)
+        gaussian = self.gaussian_
+        centred = (values - self.mean_) / self.scale_ - gaussian.mean
+        precision = gaussian.precision
+        projected = centred @ precision  # (n, d); P is symmetric
+        scores = np.einsum("ij,ij->i", projected, centred)
+        if callable(weights):
+            weights = weights(scores)
+        weights = np.ones(len(atoms)) if weights is None else np.asarray(weights, dtype=float)
+        by_values = 2.0 * weights[:, None] * projected / self.scale_
+        return scores, vjp(by_values)
+
+    def save(self, path) -> None:
+        """The learned state (standardisation and streamed statistics) as ``.npz``."""
+        g = self._fitted().gaussian_
+        inverse = g._inverse if g._inverse is not None else np.zeros((0, 0))
+        np.savez(
+            path,
+            mean_=self.mean_,
+            scale_=self.scale_,
+            count=g.count,
+            g_mean=g.mean,
+            scatter=g.scatter,
+            inverse=inverse,
+            ridge=g.ridge,
+        )
+
+    def load(self, path) -> MahalanobisUncertainty:
+        """Restore what :meth:`save` wrote (the descriptor is this object's)."""
+        data = np.load(path)
+        self.mean_, self.scale_ = data["mean_"], data["scale_"]
+        g = StreamingGaussian(len(data["g_mean"]), ridge=float(data["ridge"]))
+        g.count, g.mean, g.scatter = int(data["count"]), data["g_mean"], data["scatter"]
+        g._inverse = data["inverse"] if data["inverse"].size else None
+        self.gaussian_ = g
+        return self
 
     def _scaled(self, features: AtomFeatures) -> np.ndarray:
         values = features.values

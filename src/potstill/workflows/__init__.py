@@ -58,6 +58,10 @@ WORKFLOWS: dict[str, Entry] = {
         "potstill.workflows.rare_events",
         "Active learning of a bond-breaking barrier along steered MD, tight-binding labels (seed 004).",
     ),
+    "ideal": Entry(
+        "potstill.workflows.ideal",
+        "On-the-fly MD learning on embedded substructures around uncertain atoms (seed 003).",
+    ),
     "compare-selectors": Entry(
         "potstill.workflows.compare",
         "Benchmark selectors x budgets x seeds on a held-out test pool -> OUT/compare.",
