@@ -446,3 +446,48 @@ def test_rare_events_killed_resumes_without_losing_or_recomputing_a_label(tmp_pa
     summary = json.loads((tmp_path / "run" / "report" / "summary.json").read_text())
     assert len(summary["runs"]["inherited-2"]["abs_error_kcal_per_mol"]) == 2
     assert saved == (["iter_0"] if kill_at.startswith("iteration") else [])
+
+
+@pytest.mark.parametrize(
+    "kill_at", ["label-write:10", pytest.param("iteration-saved:2", marks=pytest.mark.slow)]
+)
+def test_ideal_killed_resumes_without_recomputing_a_label(tmp_path, kill_at):
+    """Killed while the SNAP labels an event's substructures (the 8 initial frames are
+    writes 1-8), or right after an update was saved, ``--resume`` finishes the run and
+    no label stored before the kill is computed again (SNAP calls counted); the slow
+    case also checks that the resumed trajectory is the uninterrupted one."""
+    from test_ideal import tiny_config
+
+    log = tmp_path / "calls.log"
+    quick = {"frames": 4, "ablation": [], "baseline": False}
+    config = tiny_config(tmp_path / "ideal.yaml", log, evaluation=quick)
+    args = ["run", config, "--out", tmp_path / "run"]
+    killed = _run(*args, kill_at=kill_at)
+    assert killed.returncode == KILLED, killed.stderr[-1500:]
+    root = tmp_path / "run" / "ideal"
+    stored = [
+        f"{f.info['al_key']}-0"
+        for path in (root / "initial.db", root / "ides" / "train.db")
+        if path.exists()
+        for f in Store(path).get()
+        if "snap_energy" in f.info
+    ]
+    assert len(stored) >= 9
+    resumed = _run(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    computed = calls(log)
+    assert all(computed.count(key) == 1 for key in stored)  # none lost, none recomputed
+    summary = json.loads((tmp_path / "run" / "report" / "summary.json").read_text())
+    assert summary["ideal"]["runs"]["ides"]["outcome"] == "finished"
+    if kill_at.startswith("iteration"):
+        whole = tiny_config(tmp_path / "whole.yaml", tmp_path / "whole.log", evaluation=quick)
+        assert _run("run", whole, "--out", tmp_path / "whole").returncode == 0
+        again = json.loads((tmp_path / "whole" / "report" / "summary.json").read_text())
+        runs = (summary["ideal"]["runs"]["ides"], again["ideal"]["runs"]["ides"])
+        assert runs[0]["event_steps"] == runs[1]["event_steps"]
+        assert runs[0]["atoms_per_event_list"] == runs[1]["atoms_per_event_list"]
+        last = [
+            np.load(sorted((p / "ideal" / "ides").glob("iter_*/md.npz"))[-1])["positions"]
+            for p in (tmp_path / "run", tmp_path / "whole")
+        ]
+        np.testing.assert_allclose(last[0], last[1], atol=1e-6)
