@@ -18,6 +18,17 @@ from potstill.store import Store
 torch.set_num_threads(1)
 
 
+def write_config(path, data: dict, changes: dict):
+    """Write the workflow YAML ``data`` to ``path`` with ``changes`` merged section by
+    section (a dict updates a section's keys, anything else replaces it)."""
+    import yaml
+
+    for section, values in changes.items():
+        data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 def emt_frames(n: int, *, seed: int = 0, size: int = 2, reference: str = "emt"):
     """``n`` rattled, strained FCC Ni frames (4 size^3 atoms) labeled by EMT."""
     rng = np.random.default_rng(seed)

@@ -14,9 +14,9 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 from ase.build import bulk
 
+from conftest import write_config
 from counting_reference import calls
 from potstill.models import predict
 from potstill.references import make_calculator
@@ -57,10 +57,7 @@ def tiny_config(path, log, **changes):
             "best_by": "loss",
         },
     }
-    for section, values in changes.items():
-        data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_config(path, data, changes)
 
 
 @pytest.fixture(scope="module")

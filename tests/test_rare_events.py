@@ -14,6 +14,7 @@ import pytest
 import yaml
 from ase.optimize import BFGS
 
+from conftest import write_config
 from counting_reference import calls
 from potstill.models import Committee, PotstillCalculator, predict
 from potstill.models.ani import ANIModel
@@ -67,10 +68,7 @@ def tiny_config(path, log, **changes):
         "model": {"preset": "demo", "overrides": {"hidden": [16, 16]}},
         "train": {"max_epochs": 15, "batch_size": 16, "lr": 1e-3, "gamma": 0.0},
     }
-    for section, values in changes.items():
-        data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_config(path, data, changes)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from potstill.models import predict
 from potstill.report.plots import new_figure, save_figure
 from potstill.rundir import Stage, write_json
 from potstill.validation.metrics import pool_errors
-from potstill.workflows.ideal_loop import load_model, load_trace
+from potstill.workflows.ideal_loop import crystal, load_model, load_trace
 
 __all__ = ["run_summary", "write_report"]
 
@@ -39,7 +39,7 @@ def write_report(config, stage: Stage, runs: dict, baseline: dict | None, test, 
     )
     summary = {
         "reference": {"kind": config.reference.kind, "options": config.reference.options},
-        "n_atoms": len(_start_numbers(config)),
+        "n_atoms": len(crystal(config, config.system.repeat)),
         "runs": {mode: run_summary(run) for mode, run in runs.items()},
         "baseline": baseline,
         "errors": errors,
@@ -120,12 +120,6 @@ def _order(errors: dict) -> dict | None:
         v, p, i = (errors[m][key]["mae"] for m in ("vacuum", "periodic", "ides"))
         out[key] = bool(v >= p >= i)
     return out
-
-
-def _start_numbers(config):
-    from potstill.workflows.ideal_loop import crystal
-
-    return crystal(config, config.system.repeat).numbers
 
 
 def _error_table(errors: dict) -> str:
