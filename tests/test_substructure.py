@@ -8,6 +8,8 @@ from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
 from potstill.descriptors import AEVDescriptor, make_descriptor
+from potstill.models import Committee
+from potstill.models.ani import ANIModel
 from potstill.sampling.substructure import (
     SubstructureConfig,
     build_substructures,
@@ -15,6 +17,7 @@ from potstill.sampling.substructure import (
     embed,
     group_uncertain,
 )
+from potstill.uncertainty.committee import CommitteeUncertainty
 from potstill.uncertainty.mahalanobis import MahalanobisUncertainty
 
 A = 3.506  # Li SNAP lattice constant, A
@@ -73,6 +76,26 @@ def test_mahalanobis_gradient_with_soap_matches_finite_differences():
     for index, axis in [(2, 0), (30, 2)]:
         fd = _finite_difference(u, atoms, index, axis, h=1e-5)
         assert gradient[index, axis] == pytest.approx(fd, rel=1e-2, abs=1e-3 * abs(gradient).max())
+
+
+def test_committee_spread_gradient_is_the_finite_difference_of_the_total():
+    """The committee std of atomic energies, IDEAL's second uncertainty, has the same
+    interface: its gradient is the derivative of the summed stds, and it can embed."""
+    members = [ANIModel.from_preset("demo", ["Li"], seed=k).double() for k in range(3)]
+    u = CommitteeUncertainty(Committee(members))
+    atoms = _crystals(1, rattle=0.15)[0]
+    scores, gradient = u.with_gradient(atoms)
+    np.testing.assert_allclose(scores, u.per_atom([atoms])[0], rtol=1e-6)
+    for index, axis in [(1, 0), (33, 2)]:
+        fd = _finite_difference(u, atoms, index, axis, h=1e-5)
+        assert gradient[index, axis] == pytest.approx(fd, rel=1e-4, abs=1e-8)
+    frame = _hot_frame()
+    config = SubstructureConfig(mode="ides", embed_steps=10)
+    cropped = crop(
+        frame, np.array([7]), u, config, core_radius_A=CUTOFF, rng=np.random.default_rng(1)
+    )
+    ides = embed(cropped, u, config)
+    assert ides.info["embed_objective"] < ides.info["crop_objective"]
 
 
 def test_saved_statistics_score_the_same(uncertainty, tmp_path):

@@ -3,7 +3,8 @@
 An atom's uncertainty is the population std across the K members of their atomic
 energies (eV); a frame's score is its largest atom's (seed 000 SI Note 4: a frame is new
 when any atom is uncertain). :class:`CommitteeUncertainty` computes energies only (no
-forces or stress) in batches; in an MD run driven by a calculator of the same committee
+forces or stress) in batches, and with :meth:`~CommitteeUncertainty.with_gradient` their
+derivative with respect to the positions (IDEAL's embedding, seed 003); in an MD run driven by a calculator of the same committee
 it reads the spread the calculator already computed for the step.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
+from potstill.aev.neighbors import Batch
 from potstill.models import Committee, PotstillCalculator, load_checkpoint, predict
 
 __all__ = ["CommitteeUncertainty", "FrameUncertainty", "committee_uncertainty"]
@@ -68,6 +70,43 @@ class CommitteeUncertainty:
         frames = frames if hasattr(frames, "__getitem__") else list(frames)
         current = self._current(frames[0]) if len(frames) == 1 else None
         return [current] if current is not None else self.evaluate(frames).atom_std
+
+    def with_gradient(self, atoms: Atoms, weights=None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-atom stds ``(n_atoms,)`` (eV) of one frame and the gradient ``(n_atoms, 3)``
+        (eV/A) of ``sum_i weights_i std_i`` with respect to the positions (autograd
+        through every member; ``weights`` an array or a function of the stds, default 1),
+        so the committee can drive IDEAL's embedding like the Mahalanobis distance."""
+        import torch
+
+        committee = self.committee
+        members = committee.members if isinstance(committee, Committee) else [committee]
+        dtype = next(committee.parameters()).dtype
+        batch = Batch.from_atoms([atoms], committee.species, committee.cutoff, dtype=dtype)
+        batch.positions.requires_grad_(True)
+        with torch.enable_grad():
+            energies = torch.stack(
+                [m(batch, forces=False, stress=False)["atomic_energies"] for m in members]
+            )
+            std = energies.std(dim=0, correction=0)
+            scores = std.detach().double().numpy()
+            if callable(weights):
+                weights = weights(scores)
+            w = torch.ones_like(std) if weights is None else torch.as_tensor(weights).to(std)
+            (gradient,) = torch.autograd.grad((std * w).sum(), batch.positions)
+        return scores, gradient.double().numpy()
+
+    # the statistics of a committee are its weights: fitting and streaming add nothing
+    def fit(self, frames) -> CommitteeUncertainty:
+        return self
+
+    def update(self, frames) -> None:
+        return None
+
+    def save(self, path) -> None:
+        return None
+
+    def load(self, path) -> CommitteeUncertainty:
+        return self
 
     def _current(self, atoms: Atoms) -> np.ndarray | None:
         """The spread this committee's calculator computed for ``atoms`` as they are."""

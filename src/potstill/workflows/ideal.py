@@ -84,11 +84,13 @@ class MDSettings(Section):
 
 
 class UncertaintySettings(Section):
-    """Per-atom uncertainty: the squared Mahalanobis distance of the model's AEV
+    """Per-atom uncertainty: ``mahalanobis``, the squared distance of the model's AEV
     (``descriptor: aev``) or of SOAP (``soap``, with ``soap`` options) to the training
-    atoms; the threshold is ``mu + k_sigma sigma`` of the initial training atoms'
-    scores."""
+    atoms (seed 003), or ``committee``, the members' std of atomic energies (eV; needs
+    ``train.committee >= 2``); the threshold is ``mu + k_sigma sigma`` of the initial
+    training atoms' scores."""
 
+    kind: Literal["mahalanobis", "committee"] = "mahalanobis"
     descriptor: Literal["aev", "soap"] = "aev"
     soap: dict = Field(default_factory=dict)
     ridge: float = Field(1e-2, gt=0)
@@ -163,6 +165,10 @@ class Config(WorkflowConfig):
         if len(self.species) != 1:
             raise ValueError(
                 f"ideal runs a one-element crystal: species must be one element, got {self.species}"
+            )
+        if self.uncertainty.kind == "committee" and self.train.committee < 2:
+            raise ValueError(
+                "uncertainty.kind committee needs train.committee >= 2 members to disagree"
             )
         if self.substructure.mode != "ides":
             raise ValueError(

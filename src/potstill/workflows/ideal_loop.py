@@ -43,6 +43,7 @@ from potstill.store import Store
 from potstill.training.committee import train_committee
 from potstill.training.strategies import Split, split_keys
 from potstill.uncertainty import mu_k_sigma
+from potstill.uncertainty.committee import CommitteeUncertainty
 from potstill.uncertainty.mahalanobis import MahalanobisUncertainty
 from potstill.validation.metrics import pool_errors
 
@@ -118,9 +119,12 @@ def load_model(folder: Path):
     return models[0] if len(models) == 1 else Committee(models)
 
 
-def make_uncertainty(config, model) -> MahalanobisUncertainty:
-    """The run's uncertainty: Mahalanobis distance of the model's AEV (or SOAP)."""
+def make_uncertainty(config, model) -> MahalanobisUncertainty | CommitteeUncertainty:
+    """The run's uncertainty: Mahalanobis distance of the model's AEV (or SOAP), or the
+    committee's spread."""
     u = config.uncertainty
+    if u.kind == "committee":
+        return CommitteeUncertainty(model)
     if u.descriptor == "aev":
         descriptor = AEVDescriptor(config.species, aev=_aev_of(model))
     else:
@@ -302,6 +306,8 @@ class _Steps:
             metadata={"al_iteration": i, "mode": self.mode},
         )
         state["model"] = load_model(folder)
+        if self.config.uncertainty.kind == "committee":  # its statistics are the weights
+            state["uncertainty"] = make_uncertainty(self.config, state["model"])
         state["uncertainty"].update(new)  # O(1) per atom (seed 003, SI S10)
         state["md"] = self._segments[i][0]
         return state
