@@ -155,7 +155,7 @@ def test_summary_and_figures(tiny_run):
     assert ides["atoms_per_event"] == pytest.approx(np.mean(ides["atoms_per_event_list"]))
     assert ides["events"] == len(ides["event_steps"]) >= 1
     report = rundir.path / "report" / "ideal"
-    for name in ("traces.png", "labels.png", "errors.png", "index.html"):
+    for name in ("traces.png", "rdf.png", "labels.png", "errors.png", "index.html"):
         assert (report / name).stat().st_size > 1000
     on_disk = json.loads((rundir.path / "report" / "summary.json").read_text())
     assert on_disk["ideal"]["runs"]["ides"]["events"] == ides["events"]

@@ -3,6 +3,8 @@
 - ``traces.png`` (Fig. 4b-d): temperature, potential energy per atom and the largest
   atom uncertainty along the MD of the initial model alone and of every on-the-fly run,
   with the update events marked;
+- ``rdf.png`` (Fig. 2d): the radial distribution of the first and last kept frames of
+  the ``ides`` run;
 - ``labels.png`` (Fig. 2e): cumulative reference calls and atoms labeled along the MD;
 - ``errors.png`` (Tables 1 and 2): energy, force and stress errors on whole frames of
   the ``ides`` trajectory of the initial model and of each run's final model.
@@ -13,12 +15,14 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from ase.geometry.rdf import get_rdf
 
+from potstill.frames import get_labels
 from potstill.models import predict
 from potstill.report.plots import new_figure, save_figure
 from potstill.rundir import Stage, write_json
 from potstill.validation.metrics import pool_errors
-from potstill.workflows.ideal_loop import crystal, load_model, load_trace
+from potstill.workflows.ideal_loop import crystal, load_model, load_trace, trajectory_frames
 
 __all__ = ["run_summary", "write_report"]
 
@@ -51,7 +55,8 @@ def write_report(config, stage: Stage, runs: dict, baseline: dict | None, test, 
     if baseline is not None:
         traces["initial model (no learning)"] = load_trace(stage.root / "baseline")
     figures = [
-        _traces_figure(out / "traces.png", traces, runs, config),
+        _traces_figure(out / "traces.png", traces, runs, config, test),
+        _rdf_figure(out / "rdf.png", runs["ides"], config),
         _labels_figure(out / "labels.png", runs, config),
     ]
     if errors:
@@ -153,7 +158,7 @@ def _run_table(runs: dict) -> str:
     return "\n".join(lines)
 
 
-def _traces_figure(path, traces: dict, runs: dict, config):
+def _traces_figure(path, traces: dict, runs: dict, config, test):
     fig = new_figure(figsize=(7, 8))
     axes = fig.subplots(3, 1, sharex=True)
     ps = config.md.timestep_fs / 1000.0
@@ -165,6 +170,11 @@ def _traces_figure(path, traces: dict, runs: dict, config):
         axes[0].plot(t, trace["temperature_K"], label=name, **style)
         axes[1].plot(t, trace["energy_eV_per_atom"], **style)
         axes[2].plot(t, trace["max_score"], **style)
+    if test:  # the reference's energy of whole frames of the ides trajectory
+        steps = np.array([a.info["step"] for a in test]) * ps
+        reference = [get_labels(a, config.reference.name).energy / len(a) for a in test]
+        axes[1].plot(steps, reference, "k.", ms=3, label=f"{config.reference.name} (ides frames)")
+        axes[1].legend(fontsize=8)
     events = np.array(run_summary(runs["ides"])["event_steps"]) * ps
     for x in events:
         axes[2].axvline(x, color="C0", alpha=0.15, lw=0.8)
@@ -206,4 +216,25 @@ def _errors_figure(path, errors: dict):
         )
         ax.set_ylabel(label)
         ax.tick_params(axis="x", rotation=30)
+    return save_figure(fig, path)
+
+
+def _rdf_figure(path, run, config):
+    """Radial distribution of the first and last kept frames of the ``ides`` run (seed
+    003 Fig. 2d: the crystal's peaks, then the liquid's)."""
+    steps, positions = trajectory_frames(run.root)
+    if not len(steps):
+        return None
+    start = crystal(config, config.system.repeat)
+    rmax = 0.49 * min(np.linalg.norm(start.cell[:], axis=1).min(), 10.0)
+    fig = new_figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for k in (0, len(steps) - 1):
+        atoms = start.copy()
+        atoms.positions = positions[k]
+        rdf, r = get_rdf(atoms, rmax, 100)
+        ax.plot(r, rdf, label=f"{steps[k] * config.md.timestep_fs / 1000:.2f} ps")
+    ax.set_xlabel("r (A)")
+    ax.set_ylabel("g(r)")
+    ax.legend()
     return save_figure(fig, path)
