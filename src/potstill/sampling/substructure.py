@@ -38,7 +38,6 @@ from ase.geometry import find_mic
 from ase.neighborlist import neighbor_list
 from pydantic import Field, model_validator
 
-from potstill.errors import PotstillError
 from potstill.settings import Section
 
 __all__ = ["Substructure", "SubstructureConfig", "build_substructures", "crop", "embed"]
@@ -185,7 +184,7 @@ def crop(
         sub = _vacuum(frame, displacement, core, extent, config, rng)
         sub.source = owner[sub.source]
         return sub
-    tried, rejected, candidates = 0, 0, []
+    candidates = []
     for _ in range(config.candidates):
         margin = rng.uniform(low, high, 3)
         half = extent + buffer + margin  # core atoms never meet each other's images
@@ -194,10 +193,6 @@ def crop(
         inside = _without_overlaps(
             displacement[inside] - shift, np.diag(2 * half), inside, core, config.min_distance_A
         )
-        tried += 1
-        if inside is None:
-            rejected += 1
-            continue
         sub = Atoms(
             frame.numbers[inside],
             positions=displacement[inside] - shift + half,
@@ -205,11 +200,6 @@ def crop(
             pbc=True,
         )
         candidates.append((sub, inside))
-    if not candidates:
-        raise PotstillError(
-            f"all {tried} crops around atoms {group.tolist()} put two core atoms closer than "
-            f"{config.min_distance_A} A; lower substructure.min_distance_A"
-        )
     scored = uncertainty.per_atom([s for s, _ in candidates])
     best = int(np.argmin([objective(s) for s in scored]))
     means = [float(np.mean(s)) for s in scored]
@@ -219,8 +209,7 @@ def crop(
         core=np.isin(inside, core),
         source=owner[inside],
         info={
-            "candidates": tried,
-            "rejected": rejected,
+            "candidates": len(candidates),
             "crop_mean_uncertainty": means[best],
             "crop_mean_uncertainty_worst": max(means),
             "n_atoms": len(sub),
@@ -251,7 +240,7 @@ def embed(sub: Substructure, uncertainty, config: SubstructureConfig) -> Substru
         trial = np.where(length > cap, start + moved * cap / np.maximum(length, 1e-12), trial)
         candidate = atoms.copy()
         candidate.positions = trial
-        if _too_close(candidate, config.min_distance_A):
+        if _too_close(candidate, config.min_distance_A, free):
             step /= 2
             continue
         new_scores, new_gradient = uncertainty.with_gradient(candidate, _objective_slope)
@@ -311,7 +300,7 @@ def _vacuum(atoms, displacement, core, extent, config, rng) -> Substructure:
         sub,
         core=np.isin(inside, core),
         source=inside,
-        info={"candidates": 1, "rejected": 0, "n_atoms": len(sub), "n_core": len(core)},
+        info={"candidates": 1, "n_atoms": len(sub), "n_core": len(core)},
     )
 
 
@@ -336,10 +325,11 @@ def _heights(cell: np.ndarray) -> np.ndarray:
 
 def _without_overlaps(
     relative: np.ndarray, cell: np.ndarray, inside: np.ndarray, core: np.ndarray, limit_A: float
-) -> np.ndarray | None:
+) -> np.ndarray:
     """``inside`` without the atoms that the new periodic boundary brings closer than
     ``limit_A`` to another (of each such pair the non-core atom farther from the centre
-    goes); None when two core atoms are that close."""
+    goes). Two core atoms never meet that way (the box leaves ``limit_A / 2`` beyond the
+    core): a close core pair is the frame's own and stays."""
     keep = np.ones(len(inside), dtype=bool)
     is_core = np.isin(inside, core)
     radius = np.linalg.norm(relative, axis=1)
@@ -349,12 +339,14 @@ def _without_overlaps(
         if i >= j or not (keep[i] and keep[j]):
             continue
         if is_core[i] and is_core[j]:
-            return None
+            continue
         drop = j if (is_core[i] or (not is_core[j] and radius[j] >= radius[i])) else i
         keep[drop] = False
     return inside[keep]
 
 
-def _too_close(atoms: Atoms, limit_A: float) -> bool:
-    """Whether two atoms (periodic images included) are closer than ``limit_A``."""
-    return len(neighbor_list("d", atoms, limit_A)) > 0
+def _too_close(atoms: Atoms, limit_A: float, movable: np.ndarray) -> bool:
+    """Whether a pair with a ``movable`` atom (periodic images included) is closer than
+    ``limit_A`` (the fixed core keeps its own distances)."""
+    first, second = neighbor_list("ij", atoms, limit_A)
+    return bool(np.any(movable[first] | movable[second]))
