@@ -67,8 +67,8 @@ def run_size(n_atoms: int, repeat, args) -> dict:
     done = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "potstill.cli",
+            "-c",
+            "from potstill.cli import main; main()",
             "ideal",
             str(path),
             "--out",
