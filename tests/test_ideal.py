@@ -165,6 +165,9 @@ def test_impossible_configs_are_one_line_errors(tmp_path):
     path = tiny_config(tmp_path / "bad.yaml", tmp_path / "log", species=["Li", "Al"])
     with pytest.raises(Exception, match="one element"):
         load_config(path)
+    path = tiny_config(tmp_path / "bad.yaml", tmp_path / "log", md={"schedule": []})
+    with pytest.raises(Exception, match="md.schedule"):
+        load_config(path)
     path = tiny_config(tmp_path / "bad.yaml", tmp_path / "log", uncertainty={"kind": "committee"})
     with pytest.raises(Exception, match="committee >= 2"):
         load_config(path)

@@ -32,6 +32,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from potstill.models import ModelConfig
+from potstill.references import ReferenceConfig
 from potstill.rundir import RunDir
 from potstill.sampling.substructure import SubstructureConfig
 from potstill.settings import Section
@@ -81,6 +82,15 @@ class MDSettings(Section):
     @property
     def steps(self) -> int:
         return sum(int(n) for n, _ in self.schedule)
+
+    @model_validator(mode="after")
+    def _check(self) -> MDSettings:
+        if not self.schedule or any(n < 1 or kelvin <= 0 for n, kelvin in self.schedule):
+            raise ValueError(
+                f"md.schedule must be [[steps, K], ...] blocks with steps >= 1 and K > 0, "
+                f"got {self.schedule}"
+            )
+        return self
 
 
 class UncertaintySettings(Section):
@@ -150,6 +160,9 @@ class Config(WorkflowConfig):
 
     workflow: Literal["ideal"] = "ideal"
     species: list[str] = Field(default_factory=lambda: ["Li"])
+    reference: ReferenceConfig = Field(
+        default_factory=lambda: ReferenceConfig(kind="snap-li", name="snap")
+    )
     system: SystemConfig = Field(default_factory=SystemConfig)
     initial: InitialConfig = Field(default_factory=InitialConfig)
     md: MDSettings = Field(default_factory=MDSettings)
