@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
 from ase.units import GPa
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from potstill.report.plots import new_figure, save_figure
 
 _PANELS = (
     ("energy_rmse", "energy RMSE (meV/atom)", 1000.0),
@@ -20,8 +18,8 @@ _PANELS = (
 
 def learning_curves(histories: Sequence[Sequence[dict]], *, path: str | Path) -> Path:
     """Plot validation RMSEs per epoch of each member (histories of the trainer) as PNG."""
-    path = Path(path)
-    fig, axes = plt.subplots(1, len(_PANELS), figsize=(4.0 * len(_PANELS), 3.6))
+    fig = new_figure(figsize=(4.0 * len(_PANELS), 3.6))
+    axes = fig.subplots(1, len(_PANELS))
     for ax, (key, label, scale) in zip(axes, _PANELS):
         for k, history in enumerate(histories):
             epochs = [h["epoch"] for h in history]
@@ -30,7 +28,4 @@ def learning_curves(histories: Sequence[Sequence[dict]], *, path: str | Path) ->
         ax.set_ylabel(f"validation {label}")
         ax.set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -12,13 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-from potstill.report.plots import DPI
-
-
-def _figure(*size):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=size)
+from potstill.report.plots import new_figure, save_figure
 
 
 def traces_plot(
@@ -32,7 +26,7 @@ def traces_plot(
 ) -> Path:
     """Seed 000 Fig. S1 layout: E per atom (top) and O / N (bottom) vs time, plain NPT
     runs on the left (a), MOMT on the right (b), one line per named trace."""
-    fig = _figure(11, 6)
+    fig = new_figure(figsize=(11, 6))
     axes = fig.subplots(2, 2, sharey="row", gridspec_kw={"width_ratios": [1, 2]})
     for column, traces in enumerate((plain, momt)):
         for name, trace in traces.items():
@@ -52,9 +46,7 @@ def traces_plot(
     axes[1, 0].set_ylabel("O / N")
     axes[0, 0].set_title("(a) plain NPT at T0")
     axes[0, 1].set_title("(b) MOMT" + (f": {title}" if title else ""))
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def reweighting_plot(
@@ -70,7 +62,7 @@ def reweighting_plot(
     :class:`potstill.sampling.reweight.PhaseBalance`.
     """
     n = len(histograms)
-    fig = _figure(4 * (n + 1), 3.6)
+    fig = new_figure(figsize=(4 * (n + 1), 3.6))
     axes = fig.subplots(1, n + 1)
     for ax, (T, (hist, h_edges, o_edges)) in zip(axes, histograms.items()):
         with np.errstate(divide="ignore"):
@@ -91,6 +83,4 @@ def reweighting_plot(
         ax.legend(fontsize=8)
     ax.set_xlabel("T (K)")
     ax.set_ylabel("G_liquid - G_solid (meV/atom)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    return Path(path)
+    return save_figure(fig, path)

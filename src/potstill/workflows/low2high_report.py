@@ -22,6 +22,7 @@ import numpy as np
 
 from potstill.executors import ExecutorConfig, fan_out, make_executor
 from potstill.models import PotstillCalculator, load_checkpoint, parameter_checksum, predict
+from potstill.report.plots import new_figure, save_figure
 from potstill.rundir import RunDir, read_record, write_json
 from potstill.validation.elastic import SUMMARY_KEYS, fcc_elastic, percent_errors
 from potstill.validation.metrics import pool_errors
@@ -169,14 +170,10 @@ def _tables(elastic: dict, errors: dict) -> list[tuple[str, str]]:
 
 def _plot(errors: dict, path: Path) -> Path:
     """Bar chart of the C11, C12, C44 and G errors (%) of every model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = ("C11", "C12", "C44", "G")
     names = list(errors)
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig = new_figure(figsize=(9, 4))
+    ax = fig.subplots()
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
         ax.bar(np.arange(len(keys)) + i * width, [errors[name][k] for k in keys], width, label=name)
@@ -184,28 +181,17 @@ def _plot(errors: dict, path: Path) -> Path:
     ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys)
     ax.set_ylabel("error vs reference (%)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _plot_meshes(scan: list[dict], path: Path) -> Path:
     """DFT C11, C12, C44, G (GPa) against the k-point mesh of the 4-atom cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = new_figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     meshes = [m["mesh"] for m in scan]
     for key in ("C11", "C12", "C44", "G"):
         ax.plot(meshes, [m[key] for m in scan], "o-", label=key)
     ax.set_xlabel("k-points per direction (4-atom cell)")
     ax.set_ylabel("GPa")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from potstill.report.plots import new_figure, save_figure
 from potstill.rundir import Stage, write_json
 from potstill.sampling.smd import Trajectory
 from potstill.uncertainty import mu_k_sigma
@@ -108,18 +109,9 @@ def _run_summary(run, config) -> dict:
     }
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _error_figure(path, runs, config):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(figsize=(6, 4))
+    ax = fig.subplots()
     for name, run in runs.items():
         ax.plot(
             [r["iteration"] for r in run.records],
@@ -132,22 +124,21 @@ def _error_figure(path, runs, config):
     ax.set_xlabel("active-learning iteration")
     ax.set_ylabel("|E_a(NNP) - E_a(reference)| (kcal/mol)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _work_figure(path, root, ref: ReferenceRuns, name: str):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    from matplotlib import colormaps
+
+    fig = new_figure(figsize=(6, 4))
+    ax = fig.subplots()
     smd = ref.smd[0]
     ax.plot(smd.distance, smd.work, color="k", lw=2, label="reference")
     folders = sorted(
         (root / name).glob("iter_*/smd.npz"),
         key=lambda p: int(p.parent.name.split("_")[1]),
     )
-    colors = plt.cm.viridis(np.linspace(0, 1, max(len(folders), 1)))
+    colors = colormaps["viridis"](np.linspace(0, 1, max(len(folders), 1)))
     for color, path_i in zip(colors, folders):
         t = Trajectory.load(path_i)
         ax.plot(t.distance, t.work, color=color, lw=1, label=path_i.parent.name.replace("_", " "))
@@ -155,20 +146,15 @@ def _work_figure(path, root, ref: ReferenceRuns, name: str):
     ax.set_ylabel("work (eV)")
     ax.set_title(name)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _uq_figure(path, root, config):
-    plt = _pyplot()
     name = config.learning.runs[0].name
     root = root / name
     shown = [i for i in (0, 1, 2, 9) if (root / f"iter_{i}" / "uq.npy").exists()]
-    fig, axes = plt.subplots(
-        len(shown) or 1, 1, figsize=(6, 1.8 * max(len(shown), 1)), squeeze=False
-    )
+    fig = new_figure(figsize=(6, 1.8 * max(len(shown), 1)))
+    axes = fig.subplots(len(shown) or 1, 1, squeeze=False)
     window = config.learning.uq_window
     for ax, i in zip(axes[:, 0], shown):
         uq = np.load(root / f"iter_{i}" / "uq.npy")
@@ -180,15 +166,12 @@ def _uq_figure(path, root, config):
         ax.set_ylabel(f"AL{i} std E (eV)", fontsize=8)
     axes[-1, 0].set_xlabel("SMD step")
     fig.suptitle(f"{name}: committee energy std, window and mu + {config.learning.k_sigma:g} sigma")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _loading_figure(path, loading: dict):
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(loading), figsize=(3.2 * len(loading), 3.2), squeeze=False)
+    fig = new_figure(figsize=(3.2 * len(loading), 3.2))
+    axes = fig.subplots(1, len(loading), squeeze=False)
     for ax, (speed, record) in zip(axes[0], loading.items()):
         for who, style in (("reference", "k-"), ("nnp", "r--")):
             curve = record[f"{who}_curve"]
@@ -201,7 +184,4 @@ def _loading_figure(path, loading: dict):
         ax.set_xlabel("distance (A)")
     axes[0, 0].set_ylabel("work (eV)")
     axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
