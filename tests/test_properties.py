@@ -154,7 +154,7 @@ def test_any_yaml_is_a_config_or_one_line(tmp_path, raw):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("workflow: ideal\n", "unknown workflow 'ideal'"),
+        ("workflow: alchemy\n", "unknown workflow 'alchemy'"),
         ("reference: {kind: dft-magic}\n", "unknown reference 'dft-magic'"),
         ("sample: {sampler: wormhole}\n", "unknown sampler 'wormhole'"),
         ("select: {method: fsp}\n", "unknown selection method 'fsp'"),
