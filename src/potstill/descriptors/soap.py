@@ -149,9 +149,7 @@ def _unfolded(atoms: Atoms, r_cut: float) -> tuple[Atoms, np.ndarray, np.ndarray
     """The 3 x 3 x 3 images of a periodic frame as one non-periodic cluster, the frame
     atom each cluster atom is an image of ``(27 n,)``, and the central copy's indices."""
     cell = atoms.cell[:]
-    heights = abs(np.linalg.det(cell)) / np.linalg.norm(
-        np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1
-    )
+    heights = atoms.cell.volume / atoms.cell.areas()  # distances between opposite faces
     if np.any(heights[atoms.pbc] < r_cut):
         raise PotstillError(
             f"SOAP derivatives of a periodic cell need cell heights >= r_cut = {r_cut} A, "

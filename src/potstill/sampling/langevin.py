@@ -33,7 +33,7 @@ from ase.neighborlist import neighbor_list
 
 from potstill.errors import PotstillError
 
-__all__ = ["MDState", "Segment", "run_langevin", "temperature_at"]
+__all__ = ["TRACE_KEYS", "MDState", "Segment", "run_langevin", "temperature_at"]
 
 TRACE_KEYS = ("step", "temperature_K", "energy_eV_per_atom", "max_score", "mean_score")
 

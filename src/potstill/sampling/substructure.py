@@ -309,18 +309,12 @@ def _tiled(atoms: Atoms, width_A: float) -> tuple[Atoms, np.ndarray]:
     (the original atoms first), and the original index of every atom."""
     if not atoms.pbc.any():
         return atoms, np.arange(len(atoms))
-    heights = _heights(atoms.cell[:])
+    heights = atoms.cell.volume / atoms.cell.areas()  # distances between opposite faces
     repeat = [int(np.ceil(width_A / h)) if p else 1 for h, p in zip(heights, atoms.pbc)]
     repeat = [max(r, 1) for r in repeat]
     if repeat == [1, 1, 1]:
         return atoms, np.arange(len(atoms))
     return atoms.repeat(repeat), np.tile(np.arange(len(atoms)), int(np.prod(repeat)))
-
-
-def _heights(cell: np.ndarray) -> np.ndarray:
-    """Distances between opposite faces of a cell (A), the largest box it can hold."""
-    volume = abs(np.linalg.det(cell))
-    return volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
 
 
 def _without_overlaps(

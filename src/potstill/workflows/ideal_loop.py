@@ -37,7 +37,7 @@ from potstill.labeling import label_store, seconds_key
 from potstill.learning import Iteration, Selection, active_learning
 from potstill.models import Committee, PotstillCalculator, load_checkpoint, predict
 from potstill.rundir import write_json
-from potstill.sampling.langevin import MDState, run_langevin
+from potstill.sampling.langevin import TRACE_KEYS, MDState, run_langevin
 from potstill.sampling.substructure import MODES, build_substructures
 from potstill.store import Store
 from potstill.training.committee import train_committee
@@ -428,8 +428,7 @@ def load_trace(folder: Path) -> dict[str, np.ndarray]:
         Path(folder) / "segment.npz"
     ]
     parts = [np.load(p) for p in paths if p.exists()]
-    keys = ("step", "temperature_K", "energy_eV_per_atom", "max_score", "mean_score")
-    return {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in keys}
+    return {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in TRACE_KEYS}
 
 
 def _iteration_of(path: Path) -> int:
