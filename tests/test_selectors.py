@@ -287,6 +287,21 @@ def test_uniform_energy_spans_the_energy_range():
     assert counts.max() - counts.min() <= 1
 
 
+@pytest.mark.parametrize(
+    "seed, n, bins, exclude, expected",
+    [  # picked by uniform-energy's own loop, before it moved to selection.bins
+        (0, 7, None, (), [39, 37, 33, 38, 31, 36, 15]),
+        (0, 8, None, (0, 3, 4, 17, 29, 35), [39, 38, 33, 37, 36, 34, 31, 15]),
+        (5, 10, 3, (), [37, 38, 39, 0, 10, 15, 5, 4, 14, 16]),
+        (3, 12, 20, (1, 2), [31, 33, 35, 38, 39, 36, 37, 32, 34, 19, 5, 7]),
+    ],
+)
+def test_uniform_energy_picks_survive_the_shared_bin_picker(seed, n, bins, exclude, expected):
+    selector = make_selector("uniform-energy", reference="emt", bins=bins)
+    picks = selector.select(POOL, n, rng=np.random.default_rng(seed), exclude=list(exclude))
+    assert picks.tolist() == expected
+
+
 # -- grid -------------------------------------------------------------------------------
 def _with_points(order_parameters, enthalpies):
     frames = []

@@ -9,7 +9,6 @@ energy range gets an equal share until its bin runs out.
 
 from __future__ import annotations
 
-import heapq
 from typing import Sequence
 
 import numpy as np
@@ -18,6 +17,7 @@ from potstill.errors import PotstillError
 from potstill.frames import get_labels
 from potstill.selection import prepare
 from potstill.selection._features import per_frame
+from potstill.selection.bins import balanced_bins, equal_width_bins
 
 
 class UniformEnergySelector:
@@ -49,23 +49,5 @@ class UniformEnergySelector:
             f"{self.reference} energy per atom",
         )
         n_bins = self.bins or n
-        span = energies.max() - energies.min()
-        relative = (energies - energies.min()) / span if span > 0 else np.zeros_like(energies)
-        bin_of = np.minimum((relative * n_bins).astype(int), n_bins - 1)
-        self.edges_ = energies.min() + span * np.linspace(0.0, 1.0, n_bins + 1)
-        counts = np.bincount(bin_of[excluded], minlength=n_bins)
-        shuffled = rng.permutation(len(energies))
-        members = {b: [] for b in range(n_bins)}
-        for i in shuffled:
-            if not excluded[i]:
-                members[int(bin_of[i])].append(int(i))
-        tie_break = rng.permutation(n_bins)
-        heap = [(int(counts[b]), int(tie_break[b]), b) for b in range(n_bins) if members[b]]
-        heapq.heapify(heap)
-        picked: list[int] = []
-        while len(picked) < n:
-            count, tie, b = heapq.heappop(heap)
-            picked.append(members[b].pop())
-            if members[b]:
-                heapq.heappush(heap, (count + 1, tie, b))
-        return np.asarray(picked, dtype=int)
+        bin_of, self.edges_ = equal_width_bins(energies, n_bins)
+        return balanced_bins(bin_of, n_bins, n, rng=rng, excluded=excluded)
