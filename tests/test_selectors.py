@@ -11,8 +11,9 @@ from ase.calculators.emt import EMT
 
 from conftest import emt_frames
 from potstill.errors import PotstillError
-from potstill.frames import labels_from_calculator
+from potstill.frames import labels_from_calculator, set_labels
 from potstill.selection import available, make_selector
+from potstill.selection.bins import equal_width_bins
 from potstill.store import Store
 from potstill.uncertainty.mahalanobis import StreamingGaussian
 from potstill.uncertainty.rnd import RNDScorer
@@ -20,6 +21,8 @@ from potstill.uncertainty.rnd import RNDScorer
 # options each selector needs on the EMT-labeled test pool (reference "emt")
 OPTIONS = {
     "uniform-energy": {"reference": "emt"},
+    "local-energy": {"reference": "emt"},
+    "force": {"reference": "emt"},
     "grid": {"reference": "emt"},
     "threshold": {"score": "score", "k": 0.5},
     "rnd": {"train_steps": 20, "batch_size": 4},  # the greedy default is tested below
@@ -32,7 +35,7 @@ OPTIONS = {
     },
 }
 # selectors that read labels or info entries (a bare frame is an error for them)
-NEEDS_LABELS = {"uniform-energy", "grid", "threshold", "committee"}
+NEEDS_LABELS = {"uniform-energy", "local-energy", "force", "grid", "threshold", "committee"}
 SELECTORS = available()
 
 
@@ -300,6 +303,98 @@ def test_uniform_energy_picks_survive_the_shared_bin_picker(seed, n, bins, exclu
     selector = make_selector("uniform-energy", reference="emt", bins=bins)
     picks = selector.select(POOL, n, rng=np.random.default_rng(seed), exclude=list(exclude))
     assert picks.tolist() == expected
+
+
+# -- local-energy -----------------------------------------------------------------------
+def _flatness(frames, picks, bins):
+    """Entropy of the picked atoms' energy histogram over the pool's non-empty bins of
+    ``bins`` equal-width bins, over its maximum log(number of such bins): 1 is flat."""
+    energies = [atoms.arrays["emt_energies"] for atoms in frames]
+    everything = np.concatenate(energies)
+    edges = np.linspace(everything.min(), everything.max(), bins + 1)
+    occupied = np.histogram(everything, edges)[0] > 0
+    counts = np.histogram(np.concatenate([energies[i] for i in picks]), edges)[0][occupied]
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum() / np.log(occupied.sum()))
+
+
+def _local_energy(n, seed=0, bins=None, exclude=()):
+    selector = make_selector("local-energy", reference="emt", bins=bins)
+    return selector.select(POOL, n, rng=np.random.default_rng(seed), exclude=exclude)
+
+
+def test_local_energy_flattens_the_skewed_atomic_energy_histogram():
+    # POOL's 1,280 atomic energies: 94 % in one of 8 bins, a few hot atoms up to 20 eV
+    flat = [_flatness(POOL, _local_energy(8, seed=seed, bins=8), 8) for seed in range(3)]
+    random = [_flatness(POOL, _select("random", POOL, 8, seed=seed), 8) for seed in range(50)]
+    assert min(flat) > 0.5  # random: 0.16 on average, 0.44 at best over 200 seeds
+    assert np.mean(random) < 0.25
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_local_energy_fills_the_emptiest_bin_counting_excluded_atoms(seed):
+    # restate the rule step by step: the frame picked has an atom in a bin with the
+    # fewest atoms of the frames taken so far (the excluded ones included), among the
+    # bins that still hold atoms of frames not taken
+    exclude = list(range(10))  # near-equilibrium frames: their atoms fill the bulk bins
+    picks = _local_energy(12, seed=seed, bins=8, exclude=exclude)
+    energies = [atoms.arrays["emt_energies"] for atoms in POOL]
+    atom_bin = equal_width_bins(np.concatenate(energies), 8)[0]
+    bins_of = np.split(atom_bin, np.cumsum([len(e) for e in energies])[:-1])
+    taken = set(exclude)
+    for frame in picks.tolist():
+        counts = np.bincount(np.concatenate([bins_of[i] for i in taken]), minlength=8)
+        rest = [bins_of[i] for i in range(len(POOL)) if i not in taken]
+        open_bins = np.unique(np.concatenate(rest))
+        fewest = open_bins[counts[open_bins] == counts[open_bins].min()]
+        assert set(bins_of[frame].tolist()) & set(fewest.tolist()), (frame, counts, fewest)
+        taken.add(frame)
+
+
+def test_local_energy_counts_excluded_atoms_as_selected():
+    # two bins: atomic energy 0 eV or 1 eV; the excluded frames 1 and 3 put 8 atoms in
+    # the 1 eV bin, so the first two picks come from the empty 0 eV bin: frames 0, 2, 4
+    per_atom = [[0] * 4, [1] * 4, [0, 0, 0, 1], [1] * 4, [0] * 4, [1] * 4, [1] * 4, [1] * 4]
+    frames = []
+    for energies in per_atom:
+        atoms = bulk("Ni", "fcc", a=3.52, cubic=True)
+        frames.append(set_labels(atoms, "emt", energy=sum(energies), energies=np.array(energies)))
+    selector = make_selector("local-energy", reference="emt", bins=2)
+    for seed in range(10):  # ignoring the excluded atoms, a seed picks 5, 6 or 7 w.p. 3/8
+        picks = selector.select(frames, 2, rng=np.random.default_rng(seed), exclude=[1, 3])
+        assert set(picks.tolist()) <= {0, 2, 4}
+
+
+def test_a_frame_without_atomic_energies_is_a_one_line_error():
+    frames = [atoms.copy() for atoms in POOL[:6]]
+    del frames[3].arrays["emt_energies"]
+    message = _one_line_error(lambda: _select("local-energy", frames, 2))
+    assert (
+        message.startswith("frame 3 has no emt per-atom energies") and "uniform-energy" in message
+    )
+
+
+# -- force ------------------------------------------------------------------------------
+def test_force_spans_the_force_range_and_takes_the_violent_frame():
+    largest = np.array([np.linalg.norm(a.arrays["emt_forces"], axis=1).max() for a in POOL])
+    for seed in range(3):  # random picks the top frame with chance 6/40 per seed
+        selector = make_selector("force", reference="emt")
+        picks = selector.select(POOL, 6, rng=np.random.default_rng(seed))
+        np.testing.assert_allclose(selector.values_, largest, rtol=1e-12)
+        assert int(np.argmax(largest)) in picks.tolist()
+        assert np.ptp(largest[picks]) > 0.8 * np.ptp(largest)  # random: 0.27 on average
+        # each bin holding frames gets one before any bin gets a second
+        bin_of = np.minimum(np.searchsorted(selector.edges_, largest, side="right") - 1, 5)
+        counts = np.bincount(bin_of[picks], minlength=6)[np.unique(bin_of)]
+        assert counts.max() - counts.min() <= 1
+
+
+def test_force_reduces_by_the_mean_norm_on_request():
+    selector = make_selector("force", reference="emt", reduce="mean", bins=3)
+    selector.select(POOL, 4, rng=np.random.default_rng(0))
+    mean = [np.linalg.norm(a.arrays["emt_forces"], axis=1).mean() for a in POOL]
+    np.testing.assert_allclose(selector.values_, mean, rtol=1e-12)
+    assert "reduce" in _one_line_error(lambda: make_selector("force", reduce="median"))
 
 
 # -- grid -------------------------------------------------------------------------------

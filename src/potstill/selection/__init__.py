@@ -9,14 +9,18 @@
   randomness, so the same seed gives the same indices.
 - ``exclude``: positions of candidates already selected (e.g. in earlier rounds). They
   are never returned, and selectors that measure coverage (``fps``, ``grid``,
-  ``mahalanobis``, ``rnd``, ``uniform-energy``) count them as already in the training
-  set: FPS measures distances from them, Mahalanobis and RND start from their atoms,
-  grid keeps them at every level, uniform-energy counts them in their energy bins;
+  ``mahalanobis``, ``rnd``, ``uniform-energy``, ``force``, ``local-energy``) count them
+  as already in the training set: FPS measures distances from them, Mahalanobis and RND
+  start from their atoms, grid keeps them at every level, uniform-energy and force count
+  them in their bins, local-energy counts their atoms in its atomic-energy bins;
   ``threshold`` takes them as its default reference window, ``committee`` trains its
   first committee on them.
 - ``indices``: ``(m,)`` int array of unique positions into ``candidates``, in the order
   picked (``random``: sorted); ``m == n`` for every selector except ``threshold``,
   which returns only candidates above its threshold (``m <= n``).
+
+The binned baselines of seed 002 are ``uniform-energy`` (energy per atom), ``local-energy``
+(atomic energies) and ``force`` (force magnitude).
 
 Options are set when the selector is built; learned state after ``select`` carries a
 trailing underscore (e.g. ``grid``'s ``levels_``). Bad input raises
@@ -39,6 +43,8 @@ from potstill.settings import Section
 _REGISTRY: dict[str, str] = {
     "random": "potstill.selection.random:RandomSelector",
     "uniform-energy": "potstill.selection.energy:UniformEnergySelector",
+    "local-energy": "potstill.selection.local_energy:LocalEnergySelector",
+    "force": "potstill.selection.force:ForceSelector",
     "fps": "potstill.selection.fps:FarthestPointSelector",
     "grid": "potstill.selection.grid:GridSelector",
     "threshold": "potstill.selection.threshold:ThresholdSelector",
@@ -80,7 +86,8 @@ def make_selector(name: str, **options: Any) -> Selector:
 def options_with_reference(name: str, options: dict[str, Any], reference: str) -> dict[str, Any]:
     """``options`` checked by building selector ``name`` (unknown name or option: one
     line), plus the run's ``reference`` label name for selectors that read labels
-    (``uniform-energy``, ``grid``, ``committee``) unless the options set it."""
+    (``uniform-energy``, ``local-energy``, ``force``, ``grid``, ``committee``) unless the
+    options set it."""
     selector = make_selector(name, **options)
     takes_reference = "reference" in inspect.signature(type(selector).__init__).parameters
     if takes_reference and "reference" not in options:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -31,19 +31,22 @@ class Stopwatch:
         self._start = now
 
 
-def per_frame(candidates: Sequence, value_of: Any, what: str) -> np.ndarray:
-    """Values ``value_of(frame)`` (a number or a tuple of numbers) of every candidate,
-    read once in order: ``(n_frames,)`` or ``(n_frames, k)`` floats. ``what`` names the
-    value in the error raised for a non-finite one."""
-    values = []
+def frames_of(candidates: Sequence) -> Iterator:
+    """The candidates, read once in order, each checked to be a frame (``ase.Atoms``)."""
     for atoms in candidates:
         if not hasattr(atoms, "positions"):
             raise PotstillError(
                 "candidates must be frames (ase.Atoms, e.g. store.frames(ids)), got "
                 f"{type(atoms).__name__}"
             )
-        values.append(value_of(atoms))
-    values = np.asarray(values, dtype=float)
+        yield atoms
+
+
+def per_frame(candidates: Sequence, value_of: Any, what: str) -> np.ndarray:
+    """Values ``value_of(frame)`` (a number or a tuple of numbers) of every candidate,
+    read once in order: ``(n_frames,)`` or ``(n_frames, k)`` floats. ``what`` names the
+    value in the error raised for a non-finite one."""
+    values = np.asarray([value_of(atoms) for atoms in frames_of(candidates)], dtype=float)
     bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
     if bad.size:
         raise PotstillError(f"{what} of frame {bad[0]} is not finite: {values[bad[0]]}")
