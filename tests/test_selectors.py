@@ -527,3 +527,80 @@ def test_committee_trains_first_on_the_excluded_frames(monkeypatch):
     assert len(trained_on) == 2  # before chunks 1 and 2
     assert trained_on[0] == [0, 5, *picks[:2].tolist()]
     assert trained_on[1] == [0, 5, *picks[:4].tolist()]
+
+
+# -- quests -----------------------------------------------------------------------------
+def _quests_frames():
+    """Eight 4-atom Ni cells (two with Cu): quests' numba kernels are fast on them."""
+    frames = emt_frames(8, seed=6, size=1)
+    frames[2].symbols[0] = "Cu"
+    frames[5].symbols[[1, 3]] = "Cu"
+    return frames
+
+
+QUESTS_FRAMES = _quests_frames()
+
+
+@pytest.mark.parametrize("method", ["fps", "msc"])
+def test_quests_picks_what_quests_own_compressor_picks(method):
+    import numba
+    from quests.compression.compress import DatasetCompressor
+
+    expected = DatasetCompressor(QUESTS_FRAMES).get_indices(method, 4)
+    threads = numba.get_num_threads()
+    selector = make_selector("quests", method=method)
+    for seed in (0, 1):  # deterministic: the rng is unused
+        picks = selector.select(QUESTS_FRAMES, 4, rng=np.random.default_rng(seed))
+        assert picks.tolist() == [int(i) for i in expected]
+    assert numba.get_num_threads() == threads  # one thread inside, restored after
+    assert set(selector.timings_) == {"descriptors", "selection"}
+    random = _select("random", QUESTS_FRAMES, 4)
+    assert set(picks.tolist()) != set(random.tolist())
+
+
+@pytest.mark.parametrize("method", ["fps", "msc"])
+def test_quests_runs_without_the_excluded_frames_or_conditioned_on_them(method):
+    from quests.compression.compress import DatasetCompressor
+    from quests.descriptor import get_descriptors
+
+    exclude, free = [1, 4], np.array([0, 2, 3, 5, 6, 7])
+    compressor = DatasetCompressor([QUESTS_FRAMES[i] for i in free])
+    if method == "fps":  # no notion of coverage: the other frames only
+        expected = compressor.get_indices("fps", 3)
+    else:  # msc_conditional with the excluded frames as its reference set
+        reference = [get_descriptors([QUESTS_FRAMES[i]]) for i in exclude]
+        expected = compressor.get_indices("msc_conditional", 3, reference=reference)
+    selector = make_selector("quests", method=method)
+    picks = selector.select(QUESTS_FRAMES, 3, rng=np.random.default_rng(0), exclude=exclude)
+    assert picks.tolist() == free[np.asarray(expected, dtype=int)].tolist()
+
+
+def test_quests_multicomponent_uses_the_pools_species():
+    from quests.compression.compress import DatasetCompressor
+    from quests.descriptor import get_descriptors_multicomponent
+
+    def describe(atoms):
+        return get_descriptors_multicomponent([atoms], species=["Cu", "Ni"])
+
+    expected = DatasetCompressor(QUESTS_FRAMES, describe).get_indices("fps", 4)
+    selector = make_selector("quests", method="fps", multicomponent=True, threads=2)
+    picks = selector.select(QUESTS_FRAMES, 4, rng=np.random.default_rng(0))
+    assert selector.species_ == ["Cu", "Ni"]
+    assert picks.tolist() == [int(i) for i in expected]
+
+
+def test_quests_missing_is_a_one_line_error(monkeypatch):
+    import importlib
+    import sys
+
+    import potstill.selection.quests as module
+
+    monkeypatch.setitem(sys.modules, "quests", None)  # as if not installed
+    try:
+        importlib.reload(module)
+        message = _one_line_error(lambda: make_selector("quests"))
+    finally:
+        monkeypatch.undo()
+        importlib.reload(module)
+    assert message.startswith("selector 'quests' needs the quests package: pip install quests")
+    assert "method" in _one_line_error(lambda: make_selector("quests", method="kmeans"))

@@ -9,18 +9,22 @@
   randomness, so the same seed gives the same indices.
 - ``exclude``: positions of candidates already selected (e.g. in earlier rounds). They
   are never returned, and selectors that measure coverage (``fps``, ``grid``,
-  ``mahalanobis``, ``rnd``, ``uniform-energy``, ``force``, ``local-energy``) count them
-  as already in the training set: FPS measures distances from them, Mahalanobis and RND
-  start from their atoms, grid keeps them at every level, uniform-energy and force count
-  them in their bins, local-energy counts their atoms in its atomic-energy bins;
-  ``threshold`` takes them as its default reference window, ``committee`` trains its
-  first committee on them.
+  ``mahalanobis``, ``rnd``, ``uniform-energy``, ``force``, ``local-energy``, ``quests``
+  with ``method: msc``) count them as already in the training set: FPS measures
+  distances from them, Mahalanobis and RND start from their atoms, grid keeps them at
+  every level, uniform-energy and force count them in their bins, local-energy counts
+  their atoms in its atomic-energy bins, quests' msc takes them as the reference set of
+  its ``msc_conditional``; ``threshold`` takes them as its default reference window,
+  ``committee`` trains its first committee on them. ``quests`` with ``method: fps`` runs
+  on the other frames only: excluded frames are no coverage for it.
 - ``indices``: ``(m,)`` int array of unique positions into ``candidates``, in the order
   picked (``random``: sorted); ``m == n`` for every selector except ``threshold``,
   which returns only candidates above its threshold (``m <= n``).
 
 The binned baselines of seed 002 are ``uniform-energy`` (energy per atom), ``local-energy``
-(atomic energies) and ``force`` (force magnitude).
+(atomic energies) and ``force`` (force magnitude); ``quests`` is a peer, the published
+quests package's dataset compression, an optional dependency (``pip install quests``;
+the ``test`` extra installs it) imported only when it selects.
 
 Options are set when the selector is built; learned state after ``select`` carries a
 trailing underscore (e.g. ``grid``'s ``levels_``). Bad input raises
@@ -51,6 +55,7 @@ _REGISTRY: dict[str, str] = {
     "mahalanobis": "potstill.selection.mahalanobis:MahalanobisSelector",
     "rnd": "potstill.selection.rnd:RNDSelector",
     "committee": "potstill.selection.committee:CommitteeSelector",
+    "quests": "potstill.selection.quests:QuestsSelector",
 }
 
 
