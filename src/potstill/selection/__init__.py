@@ -24,7 +24,7 @@
 The binned baselines of seed 002 are ``uniform-energy`` (energy per atom), ``local-energy``
 (atomic energies) and ``force`` (force magnitude); ``quests`` is a peer, the published
 quests package's dataset compression, an optional dependency (``pip install quests``;
-the ``test`` extra installs it) imported only when it selects.
+the ``test`` extra installs it) imported only when a ``quests`` selector is built.
 
 Options are set when the selector is built; learned state after ``select`` carries a
 trailing underscore (e.g. ``grid``'s ``levels_``). Bad input raises
