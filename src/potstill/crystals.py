@@ -34,13 +34,14 @@ from typing import Literal
 
 import numpy as np
 from ase import Atoms, units
-from ase.build import bulk
+from ase.build import bulk, find_optimal_cell_shape, make_supercell
 from ase.calculators.calculator import Calculator
 from ase.data import atomic_numbers, reference_states
 from ase.filters import FrechetCellFilter
 from ase.neighborlist import neighbor_list
 from ase.optimize import FIRE
-from pydantic import field_validator
+from ase.symbols import string2symbols
+from pydantic import Field, field_validator
 
 from potstill.errors import PotstillError
 from potstill.settings import Section
@@ -290,22 +291,50 @@ def _reference_atomic_volume_A3(element: str) -> float:
 
 class StructureConfig(Section):
     """A starting structure: ``ase.build.bulk(element, lattice, a=a_A, cubic=True)``
-    (HCP: its primitive cell) repeated ``repeat`` times."""
+    (HCP: its primitive cell) repeated ``repeat`` times; or, with ``n_atoms``, the most
+    nearly cubic supercell of the primitive cell holding ``n_atoms`` atoms (ASE's
+    ``find_optimal_cell_shape``; e.g. 100 ions of rocksalt KCl in a 14.4 A cell, which no
+    repeat of the cubic cell gives). For two-element lattices (``rocksalt``,
+    ``zincblende``, ``cesiumchloride``) ``element`` is the formula, e.g. ``KCl``."""
 
     element: str = "Ni"
-    lattice: Literal["fcc", "bcc", "hcp", "sc", "diamond"] = "fcc"
+    lattice: Literal[
+        "fcc", "bcc", "hcp", "sc", "diamond", "rocksalt", "zincblende", "cesiumchloride"
+    ] = "fcc"
     a_A: float | None = None
     repeat: tuple[int, int, int] = (2, 2, 2)
+    n_atoms: int | None = Field(None, gt=0)
 
     @field_validator("element")
     @classmethod
     def _element(cls, value: str) -> str:
-        if value not in atomic_numbers:
-            raise ValueError(f"unknown element {value!r}; use a chemical symbol like 'Ni'")
+        try:
+            symbols = string2symbols(value)
+        except ValueError:
+            symbols = [value]
+        unknown = [s for s in symbols if s not in atomic_numbers]
+        if unknown or not symbols:
+            raise ValueError(
+                f"unknown element {value!r}; use a chemical symbol like 'Ni' (or a formula "
+                "like 'KCl' for a rocksalt lattice)"
+            )
         return value
+
+    @property
+    def elements(self) -> list[str]:
+        """The chemical symbols of the structure, in formula order."""
+        return list(dict.fromkeys(string2symbols(self.element)))
 
     def build(self) -> Atoms:
         """The structure as ``ase.Atoms``."""
-        return bulk(self.element, self.lattice, a=self.a_A, cubic=self.lattice != "hcp").repeat(
-            self.repeat
-        )
+        if self.n_atoms is None:
+            cubic = self.lattice != "hcp"
+            return bulk(self.element, self.lattice, a=self.a_A, cubic=cubic).repeat(self.repeat)
+        primitive = bulk(self.element, self.lattice, a=self.a_A)
+        if self.n_atoms % len(primitive):
+            raise PotstillError(
+                f"n_atoms {self.n_atoms} is not a multiple of the {len(primitive)}-atom "
+                f"primitive {self.lattice} cell; choose e.g. {len(primitive) * 50}"
+            )
+        shape = find_optimal_cell_shape(primitive.cell, self.n_atoms // len(primitive), "sc")
+        return make_supercell(primitive, shape)

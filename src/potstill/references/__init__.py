@@ -21,6 +21,7 @@ from ase.calculators.calculator import Calculator
 from pydantic import Field, field_validator
 
 from potstill.errors import PotstillError
+from potstill.references.tosi_fumi import born_options
 from potstill.settings import Section
 
 # name -> ("module:function", default keyword arguments)
@@ -50,6 +51,10 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
         "potstill.references.lammps:make_calculator",
         {"pair_style": "snap", "potential": "Li_Zuo_JPCA2020.snapcoeff", "elements": ["Li"]},
     ),
+    # Born-Mayer-Huggins / Tosi-Fumi molten salts with PPPM (seed 002's KCl and NaCl);
+    # parameters and citations in potstill.references.tosi_fumi.
+    "born-kcl": ("potstill.references.lammps:make_calculator", born_options("KCl")),
+    "born-nacl": ("potstill.references.lammps:make_calculator", born_options("NaCl")),
     "emt": ("potstill.references.emt:make_calculator", {}),
     # GPAW plane-wave DFT (PBE), the high fidelity of Low2High; options in its module.
     "gpaw": ("potstill.references.gpaw:make_calculator", {}),
@@ -152,8 +157,8 @@ def lammps_options(kind: str, options: dict[str, Any] | None = None) -> dict[str
             f"reference {kind!r} is not a LAMMPS pair style; LAMMPS samplers need one of "
             f"{[k for k, (t, _) in _REGISTRY.items() if t.startswith('potstill.references.lammps')]}"
         )
-    merged = {**defaults, **(options or {})}
-    missing = {"pair_style", "potential", "elements"} - set(merged)
+    merged = {"potential": None, **defaults, **(options or {})}
+    missing = {"pair_style", "elements"} - set(merged)
     if missing:
         raise PotstillError(f"reference {kind!r} needs options {sorted(missing)}")
     return merged

@@ -59,7 +59,10 @@ class PairPotential:
 
     ``elements[i]`` is LAMMPS atom type ``i + 1``; ``masses_amu[i]`` its mass (amu).
     ``pair_coeff_extra`` holds whole LAMMPS commands run after the pair_coeff line (or
-    instead of it when ``potential`` is ``None``, e.g. ``"pair_coeff * * 0.01 2.5"``).
+    instead of it when ``potential`` is ``None``, e.g. ``"pair_coeff * * 0.01 2.5"``),
+    such as a ``kspace_style``. ``charges[i]`` (elementary charges) of type ``i + 1``
+    makes the system ``atom_style charge`` (ionic potentials, e.g. ``born/coul/long``);
+    ``None`` keeps ``atom_style atomic``.
     """
 
     pair_style: str
@@ -67,6 +70,7 @@ class PairPotential:
     elements: tuple[str, ...]
     masses_amu: tuple[float, ...]
     pair_coeff_extra: tuple[str, ...] = ()
+    charges: tuple[float, ...] | None = None
 
     @property
     def description(self) -> str:
@@ -77,6 +81,8 @@ class PairPotential:
     def commands(self) -> list[str]:
         """LAMMPS commands setting masses, pair style and coefficients."""
         lines = [f"mass {i + 1} {_num(m)}" for i, m in enumerate(self.masses_amu)]
+        for i, charge in enumerate(self.charges or ()):
+            lines.append(f"set type {i + 1} charge {_num(charge)}")
         lines.append(f"pair_style {self.pair_style}")
         if self.potential is not None:
             file = _quote(self.potential)
@@ -114,12 +120,14 @@ def make_pair_potential(
     *,
     pair_coeff_extra: Iterable[str] | None = None,
     masses: dict[str, float] | None = None,
+    charges: dict[str, float] | None = None,
 ) -> PairPotential:
     """Check the inputs and build a :class:`PairPotential`.
 
     ``potential``: a file name from the LAMMPS potentials folder, a path, or ``None``
     (coefficients given entirely by ``pair_coeff_extra``). ``masses``: amu per element,
-    default ASE's standard atomic masses.
+    default ASE's standard atomic masses. ``charges``: elementary charges per element
+    (every element needs one), for ionic pair styles; default none (neutral atoms).
     """
     if isinstance(elements, str):
         elements = [elements]
@@ -130,6 +138,13 @@ def make_pair_potential(
         if symbol not in atomic_numbers:
             raise PotstillError(f"unknown element {symbol!r}; use chemical symbols like 'Ni'")
     masses = dict(masses or {})
+    if charges is not None:
+        missing = [s for s in elements if s not in charges]
+        if missing:
+            raise PotstillError(
+                f"charges give no charge for {missing}; give one per element, e.g. "
+                "charges={'K': 1.0, 'Cl': -1.0}"
+            )
     path = None if potential is None else resolve_potential(potential)
     return PairPotential(
         pair_style=str(pair_style).strip(),
@@ -137,6 +152,7 @@ def make_pair_potential(
         elements=elements,
         masses_amu=tuple(float(masses.get(s, atomic_masses[atomic_numbers[s]])) for s in elements),
         pair_coeff_extra=tuple(pair_coeff_extra or ()),
+        charges=None if charges is None else tuple(float(charges[s]) for s in elements),
     )
 
 
@@ -204,7 +220,7 @@ def create_system(
     lmp.commands_list(
         [
             "units metal",
-            "atom_style atomic",
+            "atom_style atomic" if potential.charges is None else "atom_style charge",
             "atom_modify map array sort 0 0",
             f"boundary {boundary}",
             "region potstill_box prism "
@@ -236,8 +252,14 @@ def create_system(
     )
 
 
-def update_system(lmp: "lammps.lammps", geometry: LammpsGeometry, types: np.ndarray) -> None:
-    """Reset box, positions and types of an existing system with the same atom count."""
+def update_system(
+    lmp: "lammps.lammps",
+    geometry: LammpsGeometry,
+    types: np.ndarray,
+    charges: Sequence[float] | None = None,
+) -> None:
+    """Reset box, positions and types (and, with ``charges`` per type, the atoms'
+    charges) of an existing system with the same atom count."""
     (ax, _, _), (bx, by, _), (cx, cy, cz) = geometry.cell
     lo = geometry.origin
     # change_box without remap: positions are overwritten right after
@@ -253,6 +275,8 @@ def update_system(lmp: "lammps.lammps", geometry: LammpsGeometry, types: np.ndar
     index = _atom_index(lmp, n)
     lmp.numpy.extract_atom("x")[:n] = geometry.positions[index]
     lmp.numpy.extract_atom("type")[:n] = types[index]
+    if charges is not None:
+        lmp.numpy.extract_atom("q")[:n] = np.asarray(charges, dtype=float)[types[index] - 1]
 
 
 def read_results(lmp: "lammps.lammps", n_atoms: int) -> dict[str, np.ndarray | float]:
@@ -298,7 +322,8 @@ class LammpsCalculator(Calculator):
     potentials folder or a path (``None`` if ``pair_coeff_extra`` sets the coefficients);
     ``elements``: element of each LAMMPS type, in the order the potential file expects;
     ``pair_coeff_extra``: extra LAMMPS commands after ``pair_coeff``; ``masses``: amu per
-    element; ``reference_name``: name used in error messages.
+    element; ``charges``: elementary charges per element (ionic styles);
+    ``reference_name``: name used in error messages.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
@@ -311,12 +336,18 @@ class LammpsCalculator(Calculator):
         *,
         pair_coeff_extra: Iterable[str] | None = None,
         masses: dict[str, float] | None = None,
+        charges: dict[str, float] | None = None,
         reference_name: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.pair_potential = make_pair_potential(
-            pair_style, potential, elements, pair_coeff_extra=pair_coeff_extra, masses=masses
+            pair_style,
+            potential,
+            elements,
+            pair_coeff_extra=pair_coeff_extra,
+            masses=masses,
+            charges=charges,
         )
         self.reference_name = reference_name
         self.lmp_: "lammps.lammps | None" = None
@@ -343,7 +374,7 @@ class LammpsCalculator(Calculator):
         """Reuse the LAMMPS system when atom count and periodicity match, else rebuild."""
         key = (len(types), geometry.periodic)
         if self.lmp_ is not None and key == self._system_key:
-            update_system(self.lmp_, geometry, types)
+            update_system(self.lmp_, geometry, types, self.pair_potential.charges)
             return
         self.close()
         self.lmp_ = load_lammps()

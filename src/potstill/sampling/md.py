@@ -125,7 +125,7 @@ def run(
     stored: the seeded trajectory is replayed up to them (LAMMPS MD of a classical
     potential costs little) and only the frames after them are written, so the pool ends
     as an uninterrupted run's."""
-    unknown = sorted({start.element for start in config.starts()} - set(species))
+    unknown = sorted({e for start in config.starts() for e in start.elements} - set(species))
     if unknown:
         raise PotstillError(f"sample structure element(s) {unknown} not in species {list(species)}")
     starts = [(start.build(), start.lattice) for start in config.starts()]
@@ -232,11 +232,12 @@ def sample_md(
     progress: bool = False,
     pair_coeff_extra: Iterable[str] | None = None,
     masses: dict[str, float] | None = None,
+    charges: dict[str, float] | None = None,
 ) -> Iterator[Atoms]:
     """Run LAMMPS MD from ``atoms`` and yield labeled frames (see the module docstring).
 
     ``atoms``: fully periodic start configuration (any cell shape). ``pair_style``,
-    ``potential``, ``elements``, ``pair_coeff_extra``, ``masses``: the interaction, as in
+    ``potential``, ``elements``, ``pair_coeff_extra``, ``masses``, ``charges``: the interaction, as in
     :class:`potstill.references.lammps.LammpsCalculator`. ``ensemble``: ``"nvt"`` or
     ``"npt"`` (``barostat`` ``"iso"``, ``"aniso"`` or ``"tri"`` couples the cell at
     ``pressure_bar`` with damping ``pdamp_fs``). ``tdamp_fs``: thermostat damping time.
@@ -255,7 +256,12 @@ def sample_md(
         pdamp_fs=pdamp_fs,
     )
     pair = make_pair_potential(
-        pair_style, potential, elements, pair_coeff_extra=pair_coeff_extra, masses=masses
+        pair_style,
+        potential,
+        elements,
+        pair_coeff_extra=pair_coeff_extra,
+        masses=masses,
+        charges=charges,
     )
     types = pair.types_of(atoms, reference=reference_name)
     fix = _fix_command(
