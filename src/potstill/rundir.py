@@ -236,6 +236,21 @@ def read_record(path: str | Path) -> dict | None:
         return None
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The lines of an append-only JSON-lines file (``results.jsonl``): one dict each; a
+    torn last line from a crash is skipped; no file gives ``[]``."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 def jsonable(value: Any) -> Any:
     """``json.dumps`` fallback for numpy values and paths."""
     if hasattr(value, "tolist"):
