@@ -44,6 +44,14 @@ def pools(tmp_path_factory):
     return pool, test
 
 
+@pytest.fixture(scope="module")
+def transfer(tmp_path_factory):
+    """A 3-frame transfer pool of 32-atom EMT Ni cells (larger than the pool's)."""
+    store = Store(tmp_path_factory.mktemp("transfer") / "transfer.db")
+    store.add(emt_frames(3, seed=5, size=2))
+    return store
+
+
 def _write_config(path, pool, test, **compare):
     section = {
         "pool": pool.url,
@@ -67,9 +75,9 @@ def _write_config(path, pool, test, **compare):
     return path
 
 
-def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, monkeypatch):
+def test_every_combination_is_trained_evaluated_and_resumed(pools, transfer, tmp_path, monkeypatch):
     pool, test = pools
-    config = load_config(_write_config(tmp_path / "c.yaml", pool, test))
+    config = load_config(_write_config(tmp_path / "c.yaml", pool, test, transfer_pool=transfer.url))
     out = tmp_path / "run"
     calls = []
     real = compare_module._train
@@ -103,6 +111,9 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
             len(set(row["selected_ids"])) == row["n_train"] and set(row["selected_ids"]) <= pool_ids
         )
         assert row["n_test"] == len(test_ids) and isinstance(row["stable"], bool)
+        # the transfer pool is evaluated too, under its own keys
+        assert row["transfer_n_test"] == 3 and np.isfinite(row["transfer_force_l4_eV_per_A"])
+        assert row["transfer_force_rmse_eV_per_A"] != row["force_rmse_eV_per_A"]
         assert row["selector_state"] == {}  # random and uniform-energy learn nothing worth keeping
     # seeds differ, the same seed is reproducible across budgets' keys
     random_4 = {
@@ -117,9 +128,11 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
     entry = saved["table"][0]
     assert entry["seeds"] == [0, 1] and set(entry["energy_l4_meV_per_atom"]) == {"mean", "std"}
     assert 0.0 <= entry["stable_fraction"] <= 1.0
-    assert (out / "report" / "compare" / "compare_errors.png").stat().st_size > 0 and summary[
-        "table"
-    ] == saved["table"]
+    assert entry["stable_count"] == sum(s["stable"] for s in entry["per_seed"])
+    assert set(entry["transfer_force_l4_eV_per_A"]) == {"mean", "std"}
+    for figure in ("forces", "energy", "transfer", "coverage"):
+        assert (out / "report" / "compare" / f"compare_{figure}.png").stat().st_size > 0
+    assert summary["table"] == saved["table"] and saved["n_transfer"] == 3
     # versus random: the ratios of the seed means, and the verdicts that follow from them
     for verdict in saved["versus_random"]:
         assert verdict["selector"] == "uniform-energy"
@@ -127,14 +140,27 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, tmp_path, mon
             {r["selector"]: r for r in saved["table"] if r["n_train"] == verdict["n_train"]}[s]
             for s in ("uniform-energy", "random")
         )
-        ratio = mine["force_rmse_eV_per_A"]["mean"] / base["force_rmse_eV_per_A"]["mean"]
-        assert verdict["force_rmse_eV_per_A_ratio"] == pytest.approx(ratio)
-        assert verdict["beats_random_force_rmse"] == (ratio < 1)
+        for metric, verdict_key in (
+            ("force_rmse_eV_per_A", "beats_random_force_rmse"),
+            ("force_l4_eV_per_A", "beats_random_force_l4"),
+        ):
+            ratio = mine[metric]["mean"] / base[metric]["mean"]
+            assert verdict[f"{metric}_ratio"] == pytest.approx(ratio)
+            assert verdict[verdict_key] == (ratio < 1)
     assert len(saved["versus_random"]) == 2
     markdown = (out / "report" / "compare" / "compare_table.md").read_text()
     assert markdown.count("\n") == 2 + 4 and "| 4 | random |" in markdown
+    assert "force L4 (eV/A)" in markdown and "L4 / random" in markdown
+    line = next(x for x in markdown.splitlines() if x.startswith("| 4 | uniform-energy |"))
+    mine, base = (
+        {r["selector"]: r for r in saved["table"] if r["n_train"] == 4}[s]
+        for s in ("uniform-energy", "random")
+    )
+    ratio = mine["force_l4_eV_per_A"]["mean"] / base["force_l4_eV_per_A"]["mean"]
+    assert line.rstrip(" |").endswith(f"{ratio:.2f}")
+    assert "force L4" in (out / "report" / "compare" / "compare_transfer_table.md").read_text()
     assert (
-        "<img src='compare_errors.png'" in (out / "report" / "compare" / "index.html").read_text()
+        "<img src='compare_forces.png'" in (out / "report" / "compare" / "index.html").read_text()
     )
     # coverage: percentiles of the reference energy per atom of what each selector picked
     energy = {
@@ -351,7 +377,7 @@ def test_a_selectors_learned_state_is_kept_with_its_result(pools, tmp_path):
 
     pool, test = pools
     config = load_config(_write_config(tmp_path / "c.yaml", pool, test))
-    first = compare_module._tasks(config, tmp_path / "run", pool.ids(), test.ids())[0]
+    first = compare_module._tasks(config, tmp_path / "run", pool.ids(), test.ids(), [])[0]
     task = dataclasses.replace(
         first,
         selector="committee",
@@ -371,3 +397,114 @@ def test_a_selectors_learned_state_is_kept_with_its_result(pools, tmp_path):
         "training",
         "scoring",
     }
+
+
+def test_npt_finds_the_equilibrium_density_from_a_stretched_start():
+    """Seed 002's NPT check: MTK NPT with LAMMPS's EAM Ni from a cell stretched by 3 % (volume
+    +9 %) settles at the density of the relaxed crystal (100 K: thermal expansion is
+    below 0.2 %), and the temperature it records is the thermostat's."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+
+    from potstill.references import make_calculator
+
+    eam = make_calculator("eam-ni")
+    relaxed = bulk("Ni", "fcc", a=3.52, cubic=True).repeat(2)
+    relaxed.calc = eam
+    FIRE(FrechetCellFilter(relaxed), logfile=None).run(fmax=1e-4)
+    density = relaxed.get_masses().sum() * 1.66053906660 / relaxed.get_volume()
+    stretched = relaxed.copy()
+    stretched.set_cell(relaxed.cell * 1.03, scale_atoms=True)
+    result = md_stability(
+        eam,
+        stretched,
+        ensemble="npt",
+        steps=800,
+        temperature_K=100.0,
+        timestep_fs=4.0,
+        pdamp_fs=200.0,
+        interval=10,
+        record_after=400,
+        seed=0,
+    )
+    assert result["stable"], result["reason"]
+    assert result["n_recorded"] == 41
+    assert result["density_g_cm3"] == pytest.approx(density, rel=0.005)
+    assert result["temperature_K"] == pytest.approx(100.0, rel=0.25)
+
+
+def test_stability_flags_a_collapsing_cell_and_overheating():
+    crystal = bulk("Ni", "fcc", a=3.52, cubic=True).repeat(2)
+    squeezed = md_stability(
+        EMT(),
+        crystal,
+        ensemble="npt",
+        steps=400,
+        pressure_bar=2e6,
+        pdamp_fs=100.0,
+        seed=0,
+        max_volume_change=0.1,
+    )  # 200 GPa squeezes the cell by more than 10 %
+    assert not squeezed["stable"] and "volume changed by a factor 0.8" in squeezed["reason"]
+    hot = crystal.copy()
+    hot.rattle(0.2, seed=1)  # the potential energy released heats the crystal above 2 x 50 K
+    heated = md_stability(
+        EMT(), hot, steps=100, interval=5, temperature_K=50.0, seed=0, min_distance_A=1.0
+    )
+    assert not heated["stable"] and "temperature" in heated["reason"]
+    assert heated["max_temperature_K"] > 100.0
+
+
+def test_density_check_runs_the_models_and_the_reference_once(pools, tmp_path, monkeypatch):
+    """Seed 002 Fig. 3: the chosen selector's models (one per seed) and the reference run
+    NPT at each temperature; densities are summarised, plotted and not rerun on resume."""
+    from potstill.workflows import compare_density
+
+    pool, test = pools
+    density = {
+        "selector": "random",
+        "n_train": 4,
+        "temperatures_K": [300.0, 600.0],
+        "timestep_fs": 2.0,
+        "equilibration_steps": 10,
+        "steps": 30,
+        "interval": 5,
+    }
+    config = load_config(
+        _write_config(
+            tmp_path / "c.yaml", pool, test, selectors=["random"], budgets=[4], density=density
+        )
+    )
+    calls = []
+    real = compare_density.run_density
+    monkeypatch.setattr(
+        compare_density, "run_density", lambda task: calls.append(task.key) or real(task)
+    )
+    summary = compare_selectors(config, tmp_path / "run")
+    assert sorted(calls) == sorted(
+        f"{who}_T{t}" for who in ("reference", "random_b4_s0", "random_b4_s1") for t in (300, 600)
+    )
+    rows = read_results(tmp_path / "run" / "compare" / "density.jsonl")
+    reference = {r["temperature_K"]: r for r in rows if r["who"] == "reference"}
+    start = test.get(test.ids()[:1])[0]
+    start_density = start.get_masses().sum() * 1.66053906660 / start.get_volume()
+    for row in reference.values():  # EMT Ni keeps its density within a few % over 40 steps
+        assert row["stable"] and row["n_recorded"] == 7
+        assert row["density_g_cm3"] == pytest.approx(start_density, rel=0.05)
+    table = summary["density"]["table"]
+    assert [e["temperature_K"] for e in table] == [300.0, 600.0]
+    assert table[0]["reference_g_cm3"] == reference[300.0]["density_g_cm3"]
+    assert len(table[0]["models_stable"]) == 2
+    report = tmp_path / "run" / "report" / "compare"
+    assert (report / "compare_density.png").stat().st_size > 0
+    calls.clear()
+    compare_selectors(config, tmp_path / "run", resume=True)
+    assert calls == []
+
+
+def test_density_selector_must_be_compared(pools, tmp_path):
+    pool, test = pools
+    path = _write_config(tmp_path / "c.yaml", pool, test, density={"selector": "rnd", "n_train": 4})
+    with pytest.raises(PotstillError, match="density.selector 'rnd' is not among") as error:
+        load_config(path)
+    assert "\n" not in str(error.value)

@@ -3,32 +3,44 @@ number of training frames?
 
 For every selector x budget x seed: select ``budget`` frames of ``pool`` with
 ``rng = np.random.default_rng(seed)``, train one model (``train.committee`` members; 1 is
-enough) on them, evaluate energy/force/stress MAE, RMSE and L4 on ``test_pool`` (a
-held-out store that is never selected from), and run a short Langevin NVT MD with the
-model from a test-pool frame to classify it stable or not
-(:mod:`potstill.validation.stability`). The runs fan out over the workflow's executor;
-one that fails is recorded and the others go on.
+enough) on them, evaluate energy/force/stress MAE, RMSE and L4 on ``test_pool`` (the
+**in-distribution** held-out pool: an independent run of the same sampler and size,
+never selected from) and, optionally, on ``transfer_pool`` (e.g. larger cells; its
+metrics carry a ``transfer_`` prefix), and run a short NVT or NPT MD with the model
+from a test-pool frame to classify it stable or not
+(:mod:`potstill.validation.stability`, seed 002's checks). The runs fan out over the
+workflow's executor; one that fails is recorded and the others go on.
+
+With a ``density`` section, the models of one selector and frame count (every seed) and
+the reference itself then run NPT at each temperature, and their mean densities are
+compared (seed 002 Fig. 3): ``<out>/compare/density.jsonl``, one line per (model or
+reference, temperature), resumable.
 
 The YAML is ``workflow: compare-selectors`` with ``species``, ``reference``, ``model``,
 ``train``, ``executor`` and a ``compare`` section (:class:`CompareConfig`)::
 
     compare:
       pool: runs/momt-ni32/pool.db         # or {path, start, stop, stride}
-      test_pool: {path: runs/momt-ni108/pool.db, stride: 10}
+      test_pool: {path: runs/momt-ni32-heldout/pool.db, stride: 100}
+      transfer_pool: {path: runs/momt-ni108/pool.db, stride: 100}   # optional
       selectors: [random, {name: fps, options: {}}]
       budgets: [16, 32, 0.05]             # frames, or fractions (<= 1) of the pool
       seeds: [0, 1, 2]
-      md: {steps: 1000, temperature_K: 300, timestep_fs: 1.0}
+      md: {ensemble: nvt, steps: 1000, temperature_K: 300, timestep_fs: 1.0}
+      density: {selector: rnd, n_train: 32, temperatures_K: [1100, 1300, 1500]}  # optional
 
 Run directory::
 
     <out>/compare/results.jsonl          one line per finished (selector, budget, seed)
     <out>/compare/failures.jsonl         combinations that raised (retried on --resume)
     <out>/compare/models/<key>/          the trained members and committee.pt
+    <out>/compare/density.jsonl          NPT densities (with a density section)
     <out>/compare/settings.json          what the results depend on; compare.json: record
     <out>/report/compare/                summary.json (per (selector, budget): means, stds,
-                                         stable fraction, versus random, coverage),
-                                         compare_errors.png, compare_coverage.png,
+                                         stable fraction, versus random, coverage,
+                                         density), compare_forces.png (seed 002 Fig. 2),
+                                         compare_energy.png, compare_transfer.png,
+                                         compare_coverage.png, compare_density.png,
                                          compare_table.md and the page
 
 A rerun with ``--resume`` skips the combinations already in ``results.jsonl``.
@@ -59,6 +71,7 @@ from potstill.training.config import TrainConfig
 from potstill.validation.metrics import pool_errors
 from potstill.validation.stability import StabilityConfig, md_stability
 from potstill.workflows import WorkflowConfig
+from potstill.workflows.compare_density import DensityConfig, run_densities
 from potstill.workflows.compare_summary import finish, read_results
 
 __all__ = ["ComboTask", "CompareConfig", "Config", "headline", "read_results", "run", "run_combo"]
@@ -87,16 +100,19 @@ class SelectorSpec(Section):
 
 
 class CompareConfig(Section):
-    """The ``compare`` section: pools, selectors x budgets x seeds and the stability MD."""
+    """The ``compare`` section: pools, selectors x budgets x seeds, the stability MD and,
+    optionally, the density comparison."""
 
     pool: PoolSpec
     test_pool: PoolSpec
+    transfer_pool: PoolSpec | None = None
     selectors: list[SelectorSpec]
     budgets: list[int | float]
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     md: StabilityConfig = Field(default_factory=StabilityConfig)
+    density: DensityConfig | None = None
 
-    @field_validator("pool", "test_pool", mode="before")
+    @field_validator("pool", "test_pool", "transfer_pool", mode="before")
     @classmethod
     def _path_shorthand(cls, value):
         return {"path": value} if isinstance(value, str) else value
@@ -128,6 +144,10 @@ class CompareConfig(Section):
                 )
         if not self.seeds:
             raise ValueError("seeds is empty; give at least one seed")
+        if self.density is not None and self.density.selector not in labels:
+            raise ValueError(
+                f"density.selector {self.density.selector!r} is not among the selectors {labels}"
+            )
         return self
 
 
@@ -156,6 +176,8 @@ class ComboTask:
     pool_ids: tuple[int, ...]
     test_url: str
     test_ids: tuple[int, ...]
+    transfer_url: str | None
+    transfer_ids: tuple[int, ...]
     reference: str
     model: ModelSpec
     train: TrainConfig
@@ -177,6 +199,11 @@ def run_combo(task: ComboTask) -> dict:
         started = time.time()
         test_frames = Store(task.test_url, create=False).get(list(task.test_ids))
         errors = _evaluate(model, test_frames, task.reference)
+        if task.transfer_url is not None:
+            transfer = Store(task.transfer_url, create=False).get(list(task.transfer_ids))
+            errors |= {
+                f"transfer_{k}": v for k, v in _evaluate(model, transfer, task.reference).items()
+            }
         times["evaluate_s"] = time.time() - started
         started = time.time()
         stability = _stability(model, test_frames, task) if task.md.enabled else None
@@ -268,8 +295,8 @@ def run(config: Config, rundir: RunDir, *, progress=None) -> dict:
     returns the summary (also ``<out>/report/compare/summary.json``)."""
     compare = config.compare
     stage = rundir.stage("compare")
-    pool_ids, test_ids = _pool_ids(compare)
-    tasks = _tasks(config, stage.root, pool_ids, test_ids)
+    pool_ids, test_ids, transfer_ids = _pool_ids(compare)
+    tasks = _tasks(config, stage.root, pool_ids, test_ids, transfer_ids)
     stage.claim()
     started = time.time()
     stage.check_settings(_settings(config), what="pools, model, train or md")
@@ -279,6 +306,8 @@ def run(config: Config, rundir: RunDir, *, progress=None) -> dict:
         r for r in read_results(stage.root / "results.jsonl") if r["key"] in {t.key for t in tasks}
     ]
     failures = read_results(stage.root / "failures.jsonl")
+    if compare.density is not None:
+        run_densities(config, stage.root, tasks, rows, progress)
     return finish(
         config,
         stage,
@@ -297,6 +326,7 @@ def headline(summary: dict) -> list[dict]:
         "n_train",
         "energy_l4_meV_per_atom",
         "force_rmse_eV_per_A",
+        "force_l4_eV_per_A",
         "stable_fraction",
     )
     return [
@@ -317,17 +347,23 @@ def _ids(spec: PoolSpec, what: str) -> tuple[Store, list[int]]:
     return store, ids
 
 
-def _pool_ids(compare: CompareConfig) -> tuple[list[int], list[int]]:
+def _pool_ids(compare: CompareConfig) -> tuple[list[int], list[int], list[int]]:
+    """Store ids of the pool, the test pool and the transfer pool (empty without one)."""
     pool_store, pool_ids = _ids(compare.pool, "pool")
-    test_store, test_ids = _ids(compare.test_pool, "test_pool")
-    if pool_store.url == test_store.url:
-        overlap = set(pool_ids) & set(test_ids)
+    held_out = [("test_pool", compare.test_pool)]
+    if compare.transfer_pool is not None:
+        held_out.append(("transfer_pool", compare.transfer_pool))
+    ids = []
+    for what, spec in held_out:
+        store, spec_ids = _ids(spec, what)
+        overlap = set(pool_ids) & set(spec_ids) if store.url == pool_store.url else set()
         if overlap:
             raise PotstillError(
-                f"compare.test_pool shares {len(overlap)} frames with compare.pool; give disjoint "
-                "start/stop ranges (the test pool is never selected from)"
+                f"compare.{what} shares {len(overlap)} frames with compare.pool; give disjoint "
+                "start/stop ranges (held-out frames are never selected from)"
             )
-    return pool_ids, test_ids
+        ids.append(spec_ids)
+    return pool_ids, ids[0], ids[1] if len(ids) > 1 else []
 
 
 def _train_frames(budget: int | float, n_pool: int) -> int:
@@ -340,10 +376,18 @@ def _train_frames(budget: int | float, n_pool: int) -> int:
     return n
 
 
-def _tasks(config: Config, root: Path, pool_ids: list[int], test_ids: list[int]) -> list[ComboTask]:
+def _tasks(
+    config: Config,
+    root: Path,
+    pool_ids: list[int],
+    test_ids: list[int],
+    transfer_ids: list[int],
+) -> list[ComboTask]:
     compare = config.compare
     pool_url = Store(compare.pool.path, create=False).url
     test_url = Store(compare.test_pool.path, create=False).url
+    transfer = compare.transfer_pool
+    transfer_url = None if transfer is None else Store(transfer.path, create=False).url
     tasks = []
     for spec in compare.selectors:
         options = options_with_reference(spec.name, spec.options, config.reference.name)
@@ -364,6 +408,8 @@ def _tasks(config: Config, root: Path, pool_ids: list[int], test_ids: list[int])
                         pool_ids=tuple(pool_ids),
                         test_url=test_url,
                         test_ids=tuple(test_ids),
+                        transfer_url=transfer_url,
+                        transfer_ids=tuple(transfer_ids),
                         reference=config.reference.name,
                         model=config.model.spec(config.species),
                         train=config.train,
@@ -380,6 +426,9 @@ def _settings(config: Config) -> dict:
     return {
         "pool": compare.pool.model_dump(),
         "test_pool": compare.test_pool.model_dump(),
+        "transfer_pool": None
+        if compare.transfer_pool is None
+        else compare.transfer_pool.model_dump(),
         "md": compare.md.model_dump(),
         "train": config.train.model_dump(),
         "model": config.model.model_dump(),

@@ -6,16 +6,27 @@ Functions of the rows of ``results.jsonl`` (:mod:`potstill.workflows.compare`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from potstill.frames import get_labels
-from potstill.report.compare import compare_markdown, compare_plot, coverage_markdown, coverage_plot
-from potstill.rundir import Stage
+from potstill.report.compare import (
+    ENERGY_PANELS,
+    FORCE_PANELS,
+    TRANSFER_COLUMNS,
+    TRANSFER_PANELS,
+    compare_markdown,
+    compare_plot,
+    coverage_markdown,
+    coverage_plot,
+    density_markdown,
+    density_plot,
+)
+from potstill.rundir import Stage, read_jsonl
 from potstill.store import Store
+from potstill.workflows.compare_density import density_table
 
 __all__ = [
     "METRICS",
@@ -29,15 +40,20 @@ __all__ = [
 ]
 
 METRICS = tuple(
-    f"{q}_{s}_{u}"
+    f"{prefix}{q}_{s}_{u}"
+    for prefix in ("", "transfer_")
     for q, u in (("energy", "meV_per_atom"), ("force", "eV_per_A"), ("stress", "GPa"))
     for s in ("mae", "rmse", "l4")
 )
+# what the verdicts against random compare (seed 002 judges by force RMSE and force L4)
+VERDICT_METRICS = ("force_rmse_eV_per_A", "force_l4_eV_per_A", "energy_l4_meV_per_atom")
 
 
 def summarize_results(rows: list[dict]) -> list[dict]:
     """Per (selector, budget): ``n_train``, seeds, mean and std (population) over seeds of
-    every metric, and the fraction of stable models."""
+    every metric (``transfer_`` ones with a transfer pool), the fraction of stable models
+    and, per seed, whether its model ran stable and its verdict metrics (``per_seed``: a
+    list of ``{"seed", "stable", metric: value}``)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["selector"], row["budget"]), []).append(row)
@@ -56,22 +72,37 @@ def summarize_results(rows: list[dict]) -> list[dict]:
             )
         checked = [r["stable"] for r in group if r.get("stable") is not None]
         entry["stable_fraction"] = float(np.mean(checked)) if checked else None
+        entry["stable_count"] = int(sum(checked)) if checked else None
+        entry["per_seed"] = [
+            {
+                "seed": int(r["seed"]),
+                "stable": r.get("stable"),
+                **{m: r[m] for m in VERDICT_METRICS if r.get(m) is not None},
+            }
+            for r in sorted(group, key=lambda r: r["seed"])
+        ]
         table.append(entry)
     return sorted(table, key=lambda e: (e["selector"], e["n_train"]))
 
 
 def versus_random(table: list[dict], baseline: str = "random") -> list[dict]:
     """For every other selector and frame count that ``baseline`` also ran: whether its
-    seed-mean energy L4 and force RMSE on the test pool are below the baseline's, and
-    the ratios (selector / baseline)."""
+    seed-mean force RMSE, force L4 and energy L4 on the test pool are below the
+    baseline's, the ratios (selector / baseline), and both stable counts."""
     base = {row["n_train"]: row for row in table if row["selector"] == baseline}
     verdicts = []
     for row in table:
         other = base.get(row["n_train"])
         if row["selector"] == baseline or other is None:
             continue
-        entry = {"selector": row["selector"], "n_train": row["n_train"], "budget": row["budget"]}
-        for metric in ("energy_l4_meV_per_atom", "force_rmse_eV_per_A"):
+        entry = {
+            "selector": row["selector"],
+            "n_train": row["n_train"],
+            "budget": row["budget"],
+            "stable_count": row.get("stable_count"),
+            f"{baseline}_stable_count": other.get("stable_count"),
+        }
+        for metric in VERDICT_METRICS:
             if row.get(metric) and other.get(metric):
                 ratio = row[metric]["mean"] / other[metric]["mean"]
                 entry[f"{metric}_ratio"] = ratio
@@ -142,15 +173,7 @@ def largest_picks(rows: list[dict], pool_energy: dict[int, float]) -> dict[str, 
 
 def read_results(path: Path) -> list[dict]:
     """The lines of a ``results.jsonl`` (a torn last line from a crash is skipped)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    return read_jsonl(path)
 
 
 def finish(
@@ -164,7 +187,8 @@ def finish(
     started: float,
 ) -> dict:
     """The comparison's summary, tables and figures from the finished ``rows`` (and the
-    ``failures``) of ``tasks``, published as the stage's report; returns the summary."""
+    ``failures``) of ``tasks`` and the densities, published as the stage's report;
+    returns the summary."""
     compare, report = config.compare, stage.report
     wanted = {t.key for t in tasks}
     failed = sorted({f["key"] for f in failures} & (wanted - {r["key"] for r in rows}))
@@ -173,11 +197,16 @@ def finish(
         "name": config.name,
         "pool": compare.pool.model_dump(),
         "test_pool": compare.test_pool.model_dump(),
+        "transfer_pool": None
+        if compare.transfer_pool is None
+        else compare.transfer_pool.model_dump(),
         "n_pool": len(tasks[0].pool_ids),
         "n_test": len(tasks[0].test_ids),
+        "n_transfer": len(tasks[0].transfer_ids),
         "selectors": [s.model_dump() for s in compare.selectors],
         "budgets": compare.budgets,
         "seeds": compare.seeds,
+        "md": compare.md.model_dump(),
         "n_finished": len(rows),
         "n_planned": len(tasks),
         "failed": failed,
@@ -185,25 +214,7 @@ def finish(
         "versus_random": versus_random(table),
     }
     report.mkdir(parents=True, exist_ok=True)
-    tables, figures = [], []
-    if table:
-        figures.append(
-            compare_plot(
-                table,
-                path=report / "compare_errors.png",
-                title=f"{config.name}: {summary['n_test']} test frames, mean +- std of "
-                f"{len(compare.seeds)} seeds",
-            )
-        )
-        summary["figure"] = "compare_errors.png"
-        markdown = compare_markdown(table)
-        (report / "compare_table.md").write_text(markdown)
-        tables.append(
-            (
-                f"test pool: {summary['n_test']} frames; mean ± std over seeds {compare.seeds}",
-                markdown,
-            )
-        )
+    tables, figures = _error_report(config, summary, report) if table else ([], [])
     if rows:
         pool_energy = energies_per_atom(tasks[0].pool_url, tasks[0].pool_ids, config.reference.name)
         test_energy = energies_per_atom(tasks[0].test_url, tasks[0].test_ids, config.reference.name)
@@ -223,6 +234,19 @@ def finish(
                 coverage_markdown(summary["coverage"]),
             )
         )
+    densities = density_table(stage.root / "density.jsonl")
+    if compare.density is not None and densities:
+        summary["density"] = {**compare.density.model_dump(), "table": densities}
+        label = f"{compare.density.selector}, {compare.density.n_train} frames"
+        figures.append(
+            density_plot(
+                densities,
+                path=report / "compare_density.png",
+                title=f"{config.name}: NPT density at {compare.density.pressure_bar:g} bar "
+                f"({label})",
+            )
+        )
+        tables.append((f"NPT density: reference and {label} models", density_markdown(densities)))
     stage.publish(
         summary, title=f"{config.name}: selector benchmark", tables=tables, figures=figures
     )
@@ -232,3 +256,35 @@ def finish(
         started=started,
     )
     return summary
+
+
+def _error_report(config, summary: dict, report: Path) -> tuple[list, list]:
+    """The error figures (seed 002 Fig. 2 layout: forces; energies; the transfer pool's)
+    and markdown tables of ``summary["table"]``: ``(tables, figures)``."""
+    compare, table = config.compare, summary["table"]
+    seeds = f"mean ± std over seeds {compare.seeds}"
+    stable = f"{compare.md.ensemble.upper()} {compare.md.temperature_K:g} K"
+    figures = []
+    for name, panels, pool, n in (
+        ("compare_forces.png", FORCE_PANELS, "in-distribution test", summary["n_test"]),
+        ("compare_energy.png", ENERGY_PANELS, "in-distribution test", summary["n_test"]),
+        ("compare_transfer.png", TRANSFER_PANELS, "transfer", summary["n_transfer"]),
+    ):
+        if n:
+            figures.append(
+                compare_plot(
+                    table,
+                    path=report / name,
+                    panels=panels,
+                    title=f"{config.name}: {n} {pool} frames; {seeds}; circles: stable {stable} MD",
+                )
+            )
+    summary["figure"] = "compare_forces.png"
+    markdown = compare_markdown(table)
+    (report / "compare_table.md").write_text(markdown)
+    tables = [(f"in-distribution test pool: {summary['n_test']} frames; {seeds}", markdown)]
+    if summary["n_transfer"]:
+        transfer = compare_markdown(table, TRANSFER_COLUMNS)
+        (report / "compare_transfer_table.md").write_text(transfer)
+        tables.append((f"transfer pool: {summary['n_transfer']} frames; {seeds}", transfer))
+    return tables, figures
