@@ -129,6 +129,8 @@ def test_every_combination_is_trained_evaluated_and_resumed(pools, transfer, tmp
     assert entry["seeds"] == [0, 1] and set(entry["energy_l4_meV_per_atom"]) == {"mean", "std"}
     assert 0.0 <= entry["stable_fraction"] <= 1.0
     assert entry["stable_count"] == sum(s["stable"] for s in entry["per_seed"])
+    group = [r for r in rows if (r["selector"], r["n_train"]) == (entry["selector"], 4)]
+    assert entry["md_steps_survived"] == np.mean([r["stability"]["steps_run"] for r in group])
     assert set(entry["transfer_force_l4_eV_per_A"]) == {"mean", "std"}
     for figure in ("forces", "energy", "transfer", "coverage"):
         assert (out / "report" / "compare" / f"compare_{figure}.png").stat().st_size > 0

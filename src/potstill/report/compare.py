@@ -107,7 +107,8 @@ def compare_markdown(
     baseline: str = "random",
 ) -> str:
     """The summary rows as a markdown table: per (frames, selector) mean +- std over
-    seeds of ``columns``, the stable models out of the seeds, and the seed-mean force
+    seeds of ``columns``, the stable models out of the seeds (with the mean MD steps
+    run before a breakdown or the end), and the seed-mean force
     RMSE and L4 (of the first two force columns) as ratios to ``baseline``'s."""
     forces = [m for m, _, _ in columns if "force_" in m][:2]
     base = {r["n_train"]: r for r in table if r["selector"] == baseline}
@@ -126,11 +127,12 @@ def compare_markdown(
             cells.append(
                 "-" if not value else f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
             )
-        fraction = row.get("stable_fraction")
+        fraction, survived = row.get("stable_fraction"), row.get("md_steps_survived")
         cells.append(
             "-"
             if fraction is None
             else f"{round(fraction * len(row['seeds']))}/{len(row['seeds'])}"
+            + ("" if survived is None else f" ({survived:.0f} steps)")
         )
         other = base.get(row["n_train"])
         for metric in forces:

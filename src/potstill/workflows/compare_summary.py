@@ -51,7 +51,8 @@ VERDICT_METRICS = ("force_rmse_eV_per_A", "force_l4_eV_per_A", "energy_l4_meV_pe
 
 def summarize_results(rows: list[dict]) -> list[dict]:
     """Per (selector, budget): ``n_train``, seeds, mean and std (population) over seeds of
-    every metric (``transfer_`` ones with a transfer pool), the fraction of stable models
+    every metric (``transfer_`` ones with a transfer pool), the fraction of stable models,
+    the mean MD steps run before a breakdown (``md_steps_survived``)
     and, per seed, whether its model ran stable and its verdict metrics (``per_seed``: a
     list of ``{"seed", "stable", metric: value}``)."""
     groups: dict[tuple, list[dict]] = {}
@@ -73,6 +74,8 @@ def summarize_results(rows: list[dict]) -> list[dict]:
         checked = [r["stable"] for r in group if r.get("stable") is not None]
         entry["stable_fraction"] = float(np.mean(checked)) if checked else None
         entry["stable_count"] = int(sum(checked)) if checked else None
+        survived = [r["stability"]["steps_run"] for r in group if r.get("stability")]
+        entry["md_steps_survived"] = float(np.mean(survived)) if survived else None
         entry["per_seed"] = [
             {
                 "seed": int(r["seed"]),
