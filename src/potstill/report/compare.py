@@ -158,6 +158,17 @@ def density_plot(table: Sequence[Mapping], *, path: str | Path, title: str | Non
         values = [
             d for d, ok in zip(row["models_g_cm3"], row["models_stable"]) if ok and d is not None
         ]
+        if not values:
+            ax.annotate(
+                f"{len(row['models_stable'])} models: none stable",
+                (row["temperature_K"], row["reference_g_cm3"]),
+                textcoords="offset points",
+                xytext=(0, -18),
+                ha="center",
+                fontsize=7,
+                color="tab:orange",
+            )
+            continue
         ax.plot(
             [row["temperature_K"]] * len(values),
             values,
@@ -166,7 +177,7 @@ def density_plot(table: Sequence[Mapping], *, path: str | Path, title: str | Non
             ms=8,
             label="models (one per seed)" if first else None,
         )
-        first = first and not values
+        first = False
     means = [(row["temperature_K"], row["model_mean_g_cm3"]) for row in table]
     means = [(t, m) for t, m in means if m is not None]
     if means:
