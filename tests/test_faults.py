@@ -373,9 +373,8 @@ def test_translate_killed_after_a_write_resumes_to_the_same_pool(tmp_path):
     _frames_equal(tmp_path / "whole.db", tmp_path / "cut.db", atol=1e-9)
 
 
-@pytest.mark.parametrize(
-    "kill_at", ["label-write:2", pytest.param("member-trained:3", marks=pytest.mark.slow)]
-)
+@pytest.mark.slow  # 1.5 min and more; GPAW's own kill test stays in the default suite
+@pytest.mark.parametrize("kill_at", ["label-write:2", "member-trained:3"])
 def test_low2high_killed_resumes_without_losing_or_recomputing_a_dft_label(tmp_path, kill_at):
     """Killed while GPAW labels (or while members train), ``--resume`` finishes the run;
     every DFT label stored before the kill is computed exactly once (GPAW calls counted)."""
@@ -448,9 +447,8 @@ def test_rare_events_killed_resumes_without_losing_or_recomputing_a_label(tmp_pa
     assert saved == (["iter_0"] if kill_at.startswith("iteration") else [])
 
 
-@pytest.mark.parametrize(
-    "kill_at", ["label-write:10", pytest.param("iteration-saved:2", marks=pytest.mark.slow)]
-)
+@pytest.mark.slow  # about 1-2 min each (make test-slow)
+@pytest.mark.parametrize("kill_at", ["label-write:10", "iteration-saved:2"])
 def test_ideal_killed_resumes_without_recomputing_a_label(tmp_path, kill_at):
     """Killed while the SNAP labels an event's substructures (the 8 initial frames are
     writes 1-8), or right after an update was saved, ``--resume`` finishes the run and

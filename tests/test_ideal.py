@@ -99,6 +99,7 @@ def test_snap_forces_and_stress_are_derivatives_of_its_energy():
     assert atoms.get_potential_energy() / len(atoms) == pytest.approx(-1.89, abs=0.02)
 
 
+@pytest.mark.slow  # the module's tiny run takes minutes (make test-slow)
 def test_every_label_is_computed_once_and_substructures_are_small(tiny_run):
     config, rundir, summary, log = tiny_run
     computed = calls(log)
@@ -116,6 +117,7 @@ def test_every_label_is_computed_once_and_substructures_are_small(tiny_run):
     assert all("snap_energy" in f.info for f in stored)
 
 
+@pytest.mark.slow  # the module's tiny run takes minutes (make test-slow)
 def test_the_statistics_hold_exactly_the_atoms_labeled(tiny_run):
     config, rundir, summary, log = tiny_run
     root = rundir.path / "ideal" / "ides"
@@ -127,6 +129,7 @@ def test_the_statistics_hold_exactly_the_atoms_labeled(tiny_run):
     assert last_count == sum(len(f) for f in stored)  # every labeled atom, streamed in
 
 
+@pytest.mark.slow  # the module's tiny run takes minutes (make test-slow)
 def test_the_updated_model_learned_the_substructures(tiny_run):
     """The model after the on-the-fly updates predicts the labeled substructures better
     than the initial model did; both are also scored on whole frames of the trajectory."""
@@ -148,6 +151,7 @@ def test_the_updated_model_learned_the_substructures(tiny_run):
     assert s["baseline"]["outcome"] in ("finished", "unstable")
 
 
+@pytest.mark.slow  # the module's tiny run takes minutes (make test-slow)
 def test_summary_and_figures(tiny_run):
     config, rundir, summary, log = tiny_run
     s = summary["ideal"]

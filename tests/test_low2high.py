@@ -90,6 +90,7 @@ def tiny_run(tmp_path_factory):
     return root, config, summary, log
 
 
+@pytest.mark.slow  # the module's tiny run takes minutes (make test-slow)
 def test_the_tables_hold_every_model_and_the_eam_reference_is_mendelev(tiny_run):
     _, _, summary, _ = tiny_run
     elastic = summary["elastic_GPa"]
@@ -108,6 +109,7 @@ def test_the_tables_hold_every_model_and_the_eam_reference_is_mendelev(tiny_run)
     assert summary["low2high"]["dft_mesh_scan"][-1]["mesh"] == 3
 
 
+@pytest.mark.slow  # the module's tiny run takes minutes (make test-slow)
 def test_each_dft_label_is_computed_once_and_resume_computes_none(tiny_run):
     root, config, _, log = tiny_run
     store = Store(root / "run" / "relabel" / "dft.db", create=False)
@@ -122,6 +124,7 @@ def test_each_dft_label_is_computed_once_and_resume_computes_none(tiny_run):
     assert (root / "run" / "final" / "member_0.pt").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow  # the module's tiny run takes minutes (make test-slow)
 def test_fine_tune_keeps_the_outer_layers_and_transfer_starts_at_the_dft_zero(tiny_run):
     root = tiny_run[0] / "run"
     summary = tiny_run[2]
@@ -151,6 +154,7 @@ def test_fine_tune_keeps_the_outer_layers_and_transfer_starts_at_the_dft_zero(ti
     ) > 0.1 * len(train[0])
 
 
+@pytest.mark.slow  # the module's tiny run takes minutes (make test-slow)
 def test_uq_keeps_the_deformation_frames_above_mu_plus_k_sigma(tiny_run):
     summary = tiny_run[2]
     uq = summary["uq"]
