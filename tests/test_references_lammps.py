@@ -329,3 +329,13 @@ def test_charges_are_needed_for_every_element():
             elements=["K", "Cl"],
             charges={"K": 1.0},
         )
+
+
+def test_a_formula_structure_checks_each_element_against_the_species():
+    from potstill.crystals import StructureConfig
+
+    salt = StructureConfig(element="KCl", lattice="rocksalt", a_A=6.22)
+    assert salt.elements == ["K", "Cl"]
+    salt.check_species(["K", "Cl"], "deform")  # every sampler's one check accepts it
+    with pytest.raises(PotstillError, match=r"deform structure element\(s\) \['Cl'\] not in"):
+        salt.check_species(["K", "Na"], "deform")

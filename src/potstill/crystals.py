@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 from ase import Atoms, units
@@ -324,6 +324,15 @@ class StructureConfig(Section):
     def elements(self) -> list[str]:
         """The chemical symbols of the structure, in formula order."""
         return list(dict.fromkeys(string2symbols(self.element)))
+
+    def check_species(self, species: Sequence[str], what: str = "sample") -> None:
+        """Raise a one-line :class:`PotstillError` naming the structure's elements that
+        are not among the run's ``species``."""
+        unknown = [e for e in self.elements if e not in species]
+        if unknown:
+            raise PotstillError(
+                f"{what} structure element(s) {unknown} not in species {list(species)}"
+            )
 
     def build(self) -> Atoms:
         """The structure as ``ase.Atoms``."""

@@ -74,10 +74,7 @@ def run(
 ) -> dict:
     """Relax ``config.structure`` with the reference, then sample the deformation MD
     into the run's pool."""
-    if config.structure.element not in species:
-        raise PotstillError(
-            f"deform structure element {config.structure.element!r} not in species {list(species)}"
-        )
+    config.structure.check_species(species, "deform")
     atoms = config.structure.build()
     relaxed = relax_atoms(atoms, reference.build().calculator, fmax_eV_per_A=1e-4)
     if not relaxed["converged"]:

@@ -125,9 +125,8 @@ def run(
     stored: the seeded trajectory is replayed up to them (LAMMPS MD of a classical
     potential costs little) and only the frames after them are written, so the pool ends
     as an uninterrupted run's."""
-    unknown = sorted({e for start in config.starts() for e in start.elements} - set(species))
-    if unknown:
-        raise PotstillError(f"sample structure element(s) {unknown} not in species {list(species)}")
+    for start in config.starts():
+        start.check_species(species)
     starts = [(start.build(), start.lattice) for start in config.starts()]
     return sample_into_pool(starts, config, reference=reference, stage=stage, progress=progress)
 

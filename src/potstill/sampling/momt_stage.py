@@ -146,10 +146,7 @@ def run(
 
 
 def _check_start(start: StructureConfig, species: Sequence[str]) -> None:
-    if start.element not in species:
-        raise PotstillError(
-            f"sample structure element {start.element} not in species {list(species)}"
-        )
+    start.check_species(species)
     if start.lattice != "fcc" or len(set(start.repeat)) != 1:
         raise PotstillError(
             f"MOMT's order parameter counts FCC reciprocal vectors of an n x n x n cubic FCC cell; got "
