@@ -113,25 +113,15 @@ def run_density(task: DensityTask) -> dict:
 def density_tasks(config, tasks: list, rows: list[dict]) -> list[DensityTask]:
     """The reference's and each finished model's NPT runs, per temperature."""
     density, md = config.compare.density, config.compare.md
-    options = dict(
+    options = md.md_options() | dict(  # the md section's checks, at each temperature
         ensemble="npt",
         steps=density.equilibration_steps + density.steps,
         record_after=density.equilibration_steps,
         pressure_bar=density.pressure_bar,
         timestep_fs=density.timestep_fs,
         interval=density.interval,
-        **md.model_dump(
-            include={
-                "tdamp_fs",
-                "pdamp_fs",
-                "min_distance_A",
-                "max_force_eV_per_A",
-                "max_drift_eV_per_atom",
-                "max_temperature_factor",
-                "max_volume_change",
-            }
-        ),
     )
+    del options["temperature_K"]  # each task's own
     by_key = {t.key: t for t in tasks}
     start_url = tasks[0].test_url
     start_id = tasks[0].test_ids[min(density.start_frame, len(tasks[0].test_ids) - 1)]
