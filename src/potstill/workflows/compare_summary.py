@@ -237,8 +237,8 @@ def finish(
                 coverage_markdown(summary["coverage"]),
             )
         )
-    densities = density_table(stage.root / "density.jsonl")
-    if compare.density is not None and densities:
+    densities = [] if compare.density is None else density_table(stage.root / "density.jsonl")
+    if densities:
         summary["density"] = {**compare.density.model_dump(), "table": densities}
         label = f"{compare.density.selector}, {compare.density.n_train} frames"
         figures.append(
