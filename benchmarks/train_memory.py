@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 from ase.build import bulk
 
-from potstill.config import TrainConfig
-from potstill.models.ani import ANIModel
+from potstill.models.presets import ModelSpec
 from potstill.references import lammps_options
 from potstill.sampling.md import sample_md
 from potstill.store import Store
-from potstill.training.trainer import train_committee
+from potstill.training.committee import train_committee
+from potstill.training.config import TrainConfig
 
 TEMPERATURES_K = [300.0, 1000.0, 1700.0, 2500.0]
 
@@ -77,7 +77,7 @@ def main() -> None:
     train_committee(
         store.frames(ids),
         "eam",
-        model_factory=lambda seed: ANIModel.from_preset("paper", ["Ni"], seed=seed),
+        model=ModelSpec("paper", ("Ni",)),
         config=config,
     )
     train_s = time.perf_counter() - start

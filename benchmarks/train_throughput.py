@@ -35,9 +35,9 @@ from ase.build import bulk  # noqa: E402
 
 from baseline import baseline_optimizers, batch_properties, build_baseline  # noqa: E402
 from potstill.aev.neighbors import NeighborCache  # noqa: E402
-from potstill.config import TrainConfig  # noqa: E402
 from potstill.models.ani import ANIModel  # noqa: E402
 from potstill.sampling.md import sample_md  # noqa: E402
+from potstill.training.config import TrainConfig  # noqa: E402
 from potstill.training.data import labeled_batch  # noqa: E402
 from potstill.training.loss import LossWeights, energy_force_stress_loss  # noqa: E402
 from potstill.training.self_energy import fit_self_energies  # noqa: E402
