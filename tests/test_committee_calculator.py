@@ -53,6 +53,50 @@ def test_committee_mean_and_std_equal_numpy_over_members(committee):
     assert out["energy"].shape == (2,) and out["forces_std"].shape == (len(batch.species), 3)
 
 
+def test_shared_aev_committee_equals_its_members_and_computes_the_aev_once(committee, monkeypatch):
+    """Without a graph the members share one AEV (and its derivative); the numbers are
+    each member's own, evaluated alone with autograd."""
+    import potstill.models.ani as ani
+
+    frames = [_cell(1), bulk("Al", "fcc", a=4.05, cubic=True)]
+    batch = committee.batch(frames)
+    singles = [member(batch) for member in committee.members]  # autograd, one by one
+    calls = []
+    original = ani.ani_aev_with_vjp
+    monkeypatch.setattr(ani, "ani_aev_with_vjp", lambda *args: calls.append(1) or original(*args))
+    with torch.no_grad():
+        out = committee(batch, return_members=True)
+        mean_only = committee(batch, member_forces=False)
+        energies = committee(batch, forces=False, stress=False)
+    assert committee.shares_aev() and len(calls) == 2  # once per call with forces
+    for key in ("energy", "atomic_energies", "forces", "stress"):
+        members = np.stack([single[key].detach().numpy() for single in singles])
+        np.testing.assert_allclose(out["members"][key].numpy(), members, atol=1e-12)
+        np.testing.assert_allclose(out[f"{key}_std"].numpy(), members.std(0), atol=1e-12)
+        # forces and stress of the mean energy: the mean of the members' (linearity)
+        np.testing.assert_allclose(mean_only[key].numpy(), members.mean(0), atol=1e-12)
+    assert "forces_std" not in mean_only and "stress_std" not in mean_only
+    np.testing.assert_allclose(
+        mean_only["atomic_energies_std"].numpy(), out["atomic_energies_std"].numpy(), atol=1e-14
+    )
+    np.testing.assert_allclose(
+        energies["energy_std"].numpy(), out["energy_std"].numpy(), atol=1e-12
+    )
+    assert "forces" not in energies
+
+
+def test_committee_calculator_without_member_forces(committee):
+    atoms, reference = _cell(2), _cell(2)
+    atoms.calc = PotstillCalculator(committee, forces_std=False)
+    reference.calc = PotstillCalculator(committee)
+    np.testing.assert_allclose(atoms.get_forces(), reference.get_forces(), atol=1e-12)
+    np.testing.assert_allclose(atoms.get_stress(), reference.get_stress(), atol=1e-12)
+    np.testing.assert_allclose(
+        atoms.calc.results["energies_std"], reference.calc.results["energies_std"], atol=1e-14
+    )
+    assert "forces_std" not in atoms.calc.results and "forces_std" in reference.calc.results
+
+
 def test_committee_rejects_mismatched_species():
     with pytest.raises(PotstillError, match="species"):
         Committee(

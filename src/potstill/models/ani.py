@@ -43,6 +43,7 @@ from potstill.aev.kernel import batch_aev
 from potstill.aev.neighbors import Batch
 from potstill.errors import PotstillError
 from potstill.models import pair_gradients
+from potstill.models.allocator import keep_freed_memory
 from potstill.models.mlp import ACTIVATIONS, element_outputs, make_mlp
 from potstill.models.presets import PRESETS, ModelSpec
 
@@ -78,6 +79,7 @@ class ANIModel(torch.nn.Module):
         seed: int = 0,
     ):
         super().__init__()
+        keep_freed_memory()  # process-wide, once: see potstill.models.allocator
         species = list(species)
         if not species or len(set(species)) != len(species):
             raise PotstillError(f"species must be distinct element symbols, got {species}")
@@ -234,6 +236,14 @@ class ANIModel(torch.nn.Module):
     def _energy_and_gradient_inference(self, batch: Batch, diff_vectors: Tensor):
         """Energies and ``dE/d(pair vectors) (P, 3)`` without autograd (no graph kept):
         the AEV and the MLPs apply their chain rules by hand. Under ``torch.no_grad()``."""
+        aev, aev_vjp = self.aev_with_vjp(batch, diff_vectors)
+        out, energy_by_aev = self.energies_with_gradient(batch, aev)
+        return out, aev_vjp(energy_by_aev)
+
+    def aev_with_vjp(self, batch: Batch, diff_vectors: Tensor):
+        """AEVs ``(n_total, aev_dim)`` of ``batch`` and the VJP that maps ``dE/dAEV
+        (n_total, aev_dim)`` to ``dE/d(pair vectors) (P, 3)`` (zero for pairs beyond this
+        model's cutoff), both by hand: call under ``torch.no_grad()``."""
         n_total = batch.species.shape[0]
         pairs = batch.pairs
         kept = None
@@ -246,19 +256,26 @@ class ANIModel(torch.nn.Module):
         else:
             neighbors = Neighbors(pairs, diff_vectors.norm(dim=-1), diff_vectors)
             aev, aev_vjp = ani_aev_with_vjp(self.aev_computer, batch.species, neighbors)
+        if kept is None:
+            return aev, aev_vjp
+        n_pairs = batch.pairs.shape[1]
+
+        def vjp_all_pairs(energy_by_aev: Tensor) -> Tensor:
+            return diff_vectors.new_zeros((n_pairs, 3)).index_copy_(0, kept, aev_vjp(energy_by_aev))
+
+        return aev, vjp_all_pairs
+
+    def energies_with_gradient(self, batch: Batch, aev: Tensor):
+        """``{"energy" (B,), "atomic_energies" (n_total,)}`` from AEVs and ``dE/dAEV
+        (n_total, aev_dim)``, by hand: call under ``torch.no_grad()``."""
         outputs, energy_by_aev = element_outputs(
             self.networks, aev, batch.species, with_gradient=True
         )
         atomic = outputs + self.self_energies[batch.species]
-        energy_by_diffs = aev_vjp(energy_by_aev)
-        if kept is not None:
-            energy_by_diffs = diff_vectors.new_zeros((batch.pairs.shape[1], 3)).index_copy_(
-                0, kept, energy_by_diffs
-            )
         return {
             "energy": self._frame_sums(batch, atomic),
             "atomic_energies": atomic,
-        }, energy_by_diffs
+        }, energy_by_aev
 
     def _energy_and_gradient_for_training(self, batch: Batch, diff_vectors: Tensor):
         """Energies and ``dE/d(pair vectors) (P, 3)`` with a graph to the weights only.
@@ -312,11 +329,11 @@ class ANIModel(torch.nn.Module):
             out, energy_by_diffs = self._energy_and_gradient(batch, diff_vectors)
         else:
             out, energy_by_diffs = self._energy_and_gradient_inference(batch, diff_vectors)
-        if forces:
-            out["forces"] = pair_gradients.forces(batch, energy_by_diffs)
-        if stress:
-            virial = pair_gradients.virial(batch, diff_vectors, energy_by_diffs)
-            out["stress"] = pair_gradients.voigt_stress(virial, batch.cells)
+        out.update(
+            pair_gradients.derivatives(
+                batch, diff_vectors, energy_by_diffs, forces=forces, stress=stress
+            )
+        )
         if not (caller_tracks_grad or create_graph):
             out = {key: value.detach() for key, value in out.items()}
         return out

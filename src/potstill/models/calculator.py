@@ -8,6 +8,10 @@ so it never pays for stress). For a :class:`~potstill.models.committee.Committee
 committee means and the uncertainties travel in ``results`` too (as in MACE's committee
 calculator): ``energy_std`` (eV), ``energies_std (n,)`` eV per atom, ``forces_std (n, 3)``
 eV/A, and ``stress_std (6,)`` when stress is computed; all population standard deviations.
+With ``forces_std=False`` a committee's forces and stress are those of its mean energy, one
+backward pass instead of one per member (see :mod:`potstill.models.committee`), and
+``forces_std``/``stress_std`` are left out: MD watched by the atomic-energy spread needs
+only that spread.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class PotstillCalculator(Calculator):
             copy.
         dtype: float dtype of the evaluation.
         device: torch device of the evaluation.
+        forces_std: for a committee, also the members' own forces (and their spread).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
@@ -48,6 +53,7 @@ class PotstillCalculator(Calculator):
         *,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str = "cpu",
+        forces_std: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -63,6 +69,7 @@ class PotstillCalculator(Calculator):
         self.model = model.eval()
         self._batcher: FrameBatcher | None = None  # made at the first call
         self._stress_asked = False
+        self.forces_std = bool(forces_std)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Energy, forces and atomic energies (and stress) of ``atoms``.
@@ -76,8 +83,11 @@ class PotstillCalculator(Calculator):
         periodic = bool(np.all(self.atoms.pbc))
         stress = periodic and self._stress_asked
         batch = self._batch(self.atoms)
+        options = {}
+        if isinstance(self.model, Committee) and not self.forces_std:
+            options["member_forces"] = False
         with torch.no_grad():
-            out = self.model(batch, forces=True, stress=stress)
+            out = self.model(batch, forces=True, stress=stress, **options)
         energy = float(out["energy"][0])
         self.results = {
             "energy": energy,
@@ -90,9 +100,10 @@ class PotstillCalculator(Calculator):
         if isinstance(self.model, Committee):
             self.results["energy_std"] = float(out["energy_std"][0])
             self.results["energies_std"] = out["atomic_energies_std"].cpu().numpy()
-            self.results["forces_std"] = out["forces_std"].cpu().numpy()
-            if stress:
-                self.results["stress_std"] = out["stress_std"][0].cpu().numpy()
+            if self.forces_std:
+                self.results["forces_std"] = out["forces_std"].cpu().numpy()
+                if stress:
+                    self.results["stress_std"] = out["stress_std"][0].cpu().numpy()
 
     def _batch(self, atoms):
         """The Batch of ``atoms``, sharing unchanged tensors with the previous call's."""

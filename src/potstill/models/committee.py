@@ -7,6 +7,15 @@ Contract: ``Committee(members)(batch)`` returns the same keys as
 like ``numpy.std``). The papers' uncertainty is the spread of atomic energies.
 With ``return_members=True`` the dict also holds ``members``: each member's outputs
 stacked along a leading axis of length K.
+
+Members that share their AEV parameters (every committee a workflow trains: one preset,
+different seeds) share its evaluation: without a graph (``torch.no_grad()``: MD,
+scoring, validation) the AEV and its derivative are computed once and only the networks
+run per member. ``member_forces=False`` goes one step further for MD driven by the
+committee: the forces and stress are those of the committee-mean energy, one backward
+pass through the AEV instead of K (the derivative is linear, so they equal the mean of
+the members' up to rounding), and ``forces_std``/``stress_std`` are not computed; the
+atomic-energy spread, the papers' uncertainty, is.
 """
 
 from __future__ import annotations
@@ -15,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from potstill.aev.neighbors import Batch
 from potstill.errors import PotstillError
+from potstill.models import pair_gradients
 from potstill.models.ani import ANIModel
 
 __all__ = ["Committee"]
@@ -105,19 +114,69 @@ class Committee(torch.nn.Module):
         stress: bool = True,
         create_graph: bool = False,
         return_members: bool = False,
+        member_forces: bool = True,
     ) -> dict[str, Any]:
-        """Mean and population std over members of every quantity (see module docstring)."""
-        outputs = [
-            member(batch, forces=forces, stress=stress, create_graph=create_graph)
-            for member in self.members
-        ]
-        stacked: dict[str, Tensor] = {
-            key: torch.stack([out[key] for out in outputs]) for key in outputs[0]
-        }
-        result: dict[str, Any] = {}
+        """Mean and population std over members of every quantity (see module docstring).
+
+        ``member_forces=False``: forces and stress of the mean energy, without ``_std``
+        (and without them in ``members``).
+        """
+        if self.shares_aev() and not (create_graph or torch.is_grad_enabled()):
+            stacked = self._shared_members(batch, forces, stress, member_forces)
+        else:
+            outputs = [
+                member(batch, forces=forces, stress=stress, create_graph=create_graph)
+                for member in self.members
+            ]
+            stacked = {key: torch.stack([out[key] for out in outputs]) for key in outputs[0]}
+        means = stacked.pop("means", {})
+        if not member_forces:
+            for key in ("forces", "stress"):
+                if key in stacked:
+                    means[key] = stacked.pop(key).mean(dim=0)
+        result: dict[str, Any] = dict(means)
         for key, values in stacked.items():
             result[key] = values.mean(dim=0)
             result[f"{key}_std"] = values.std(dim=0, correction=0)
         if return_members:
             result["members"] = stacked
         return result
+
+    def shares_aev(self) -> bool:
+        """Whether every member has the same AEV parameters (so one AEV serves all)."""
+        first = self.members[0].aev_config
+        return all(member.aev_config == first for member in self.members[1:])
+
+    def _shared_members(
+        self, batch: Batch, forces: bool, stress: bool, member_forces: bool
+    ) -> dict[str, Any]:
+        """Members' outputs stacked ``(K, ...)`` from one AEV (and one AEV derivative), by
+        hand: under ``torch.no_grad()``. Without ``member_forces`` the forces and stress
+        of the mean energy are under ``"means"``."""
+        first = self.members[0]
+        if batch.dtype != self.dtype or batch.device != self.device:
+            batch = batch.to(dtype=self.dtype, device=self.device)
+        first._check_cutoff(batch)
+        diff_vectors = batch.pair_vectors()
+        if not (forces or stress):
+            aev = first._aev(batch, diff_vectors)
+            outputs = [member._energy(batch, aev) for member in self.members]
+            return {key: torch.stack([out[key] for out in outputs]) for key in outputs[0]}
+        aev, aev_vjp = first.aev_with_vjp(batch, diff_vectors)
+        outputs, gradients = zip(
+            *(member.energies_with_gradient(batch, aev) for member in self.members)
+        )
+        stacked = {key: torch.stack([out[key] for out in outputs]) for key in outputs[0]}
+        options = dict(forces=forces, stress=stress)
+        if member_forces:
+            derived = [
+                pair_gradients.derivatives(batch, diff_vectors, aev_vjp(g), **options)
+                for g in gradients
+            ]
+            stacked.update({key: torch.stack([d[key] for d in derived]) for key in derived[0]})
+        else:  # d(mean E)/d(pairs) = VJP of the mean dE/dAEV
+            mean_gradient = torch.stack(gradients).mean(dim=0)
+            stacked["means"] = pair_gradients.derivatives(
+                batch, diff_vectors, aev_vjp(mean_gradient), **options
+            )
+        return stacked

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from potstill.aev.neighbors import Batch
 
-__all__ = ["forces", "virial", "voigt_stress"]
+__all__ = ["derivatives", "forces", "virial", "voigt_stress"]
 
 
 def forces(batch: Batch, energy_by_diffs: Tensor) -> Tensor:
@@ -58,3 +58,24 @@ def voigt_stress(strain_gradient: Tensor, cells: Tensor) -> Tensor:
     rows = torch.tensor([0, 1, 2, 1, 0, 0], device=cells.device)
     cols = torch.tensor([0, 1, 2, 2, 2, 1], device=cells.device)
     return sigma[:, rows, cols]
+
+
+_pair_forces = forces  # derivatives() takes a flag of that name
+
+
+def derivatives(
+    batch: Batch,
+    diff_vectors: Tensor,
+    energy_by_diffs: Tensor,
+    *,
+    forces: bool = True,
+    stress: bool = True,
+) -> dict[str, Tensor]:
+    """``forces (n_total, 3)`` eV/A and ``stress (B, 6)`` eV/A^3, those asked for, from
+    the pair vectors ``(P, 3)`` and ``g_p (P, 3)``."""
+    out = {}
+    if forces:
+        out["forces"] = _pair_forces(batch, energy_by_diffs)
+    if stress:
+        out["stress"] = voigt_stress(virial(batch, diff_vectors, energy_by_diffs), batch.cells)
+    return out
