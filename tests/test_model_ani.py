@@ -213,6 +213,34 @@ def test_non_periodic_molecule_and_isolated_atom():
     assert torch.all(alone["forces"] == 0) and torch.all(alone["stress"] == 0)
 
 
+@pytest.mark.parametrize("species", [["Ni"], SPECIES])
+def test_angular_pairs_without_triples(species):
+    """Two far-apart dimers: angular pairs, but no atom with two of them; the angular
+    AEV is zero and both gradient paths agree with finite differences of the energy."""
+    model = ANIModel.from_preset("demo", species, seed=2).double()
+    atoms = Atoms(
+        f"Ni{species[-1]}Ni2", positions=[[0, 0, 0], [2.4, 0, 0], [0, 9, 0], [2.2, 9, 0.3]]
+    )
+    batch = model.batch([atoms])
+    aev = model.aev(batch)
+    radial_len = model.aev_computer.radial_len
+    assert aev[:, :radial_len].abs().max() > 0 and torch.all(aev[:, radial_len:] == 0)
+    with torch.no_grad():
+        forces = model(batch)["forces"]
+    torch.testing.assert_close(forces, model(batch)["forces"].detach(), rtol=0, atol=1e-12)
+    step = 1e-5
+    shifted = atoms.copy()
+    shifted.positions[1, 0] += step
+    back = atoms.copy()
+    back.positions[1, 0] -= step
+    energies = [
+        model(model.batch([a]), forces=False, stress=False)["energy"].item()
+        for a in (shifted, back)
+    ]
+    assert abs(forces[1, 0].item()) > 1e-3
+    assert forces[1, 0].item() == pytest.approx(-(energies[0] - energies[1]) / (2 * step), abs=1e-7)
+
+
 def test_create_graph_gives_the_parameter_gradient_of_a_force_loss(paper_model):
     atoms = _small_triclinic()
     batch = paper_model.batch([atoms])

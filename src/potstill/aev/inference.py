@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 from torchani.aev import AEVComputer
 from torchani.cutoffs import CutoffCosine
-from torchani.neighbors import Neighbors, neighbors_to_triples
+from torchani.neighbors import Neighbors
 
-from potstill.aev.kernel import AngleTerms, WeightedGaussians, padded_products, triple_slots
+from potstill.aev.kernel import AngleTerms, WeightedGaussians, angular_triples, padded_products
 
 __all__ = ["ani_aev_with_vjp", "cutoff_and_slope"]
 
@@ -98,11 +98,11 @@ def _angular_with_vjp(computer: AEVComputer, species: Tensor, neighbors: Neighbo
         neighbors.distances.index_select(0, closer),
         neighbors.diff_vectors.index_select(0, closer),
     )
-    triples = neighbors_to_triples(angular_neighbors)
-    if triples.central_idxs.shape[0] == 0:
+    triples = angular_triples(computer, species, angular_neighbors.indices)
+    if triples.flat.shape[0] == 0:
         return no_triples()
-    distances, vectors = triples.distances, triples.diff_vectors  # (2, T), (2, T, 3)
-    sides = triples.side_idxs  # (2, T) angular pair of each side
+    distances, vectors = triples.side_geometry(angular_neighbors)  # (2, T), (2, T, 3)
+    sides, flat = triples.sides, triples.flat  # (2, T) angular pair of each side
     # as the kernel's _collect_angular
     products = distances[0] * distances[1]
     clamped = torch.clamp(products, min=1e-10)
@@ -117,9 +117,8 @@ def _angular_with_vjp(computer: AEVComputer, species: Tensor, neighbors: Neighbo
         mean_distances, cutoff[0] * cutoff[1], term.shifts, term.eta
     )
     n_rows = n_total * n_pairs
-    flat, width = triple_slots(computer, species, angular_neighbors.indices, triples)
     padded_radial, padded_angle, angular = padded_products(
-        radial_factor, angle_factor, flat, n_rows, width
+        radial_factor, angle_factor, flat, n_rows, triples.width
     )
 
     def vjp(energy_by_angular: Tensor, by_distances: Tensor, by_vectors: Tensor) -> None:
@@ -143,8 +142,8 @@ def _angular_with_vjp(computer: AEVComputer, species: Tensor, neighbors: Neighbo
         )
         by_side_distances += by_product * distances.flip(0)
         by_side_vectors = by_dot.unsqueeze(-1) * vectors.flip(0)  # (2, T, 3)
-        # triple vector k is diff_signs_k * (vector of angular pair sides_k)
-        by_side_vectors *= triples.diff_signs.unsqueeze(-1).to(by_side_vectors.dtype)
+        # side vector k is signs_k * (vector of angular pair sides_k)
+        by_side_vectors *= triples.signs.unsqueeze(-1).to(by_side_vectors.dtype)
         by_pair_distances = by_distances.new_zeros(closer.shape[0])
         by_pair_distances.index_add_(0, sides.view(-1), by_side_distances.reshape(-1))
         by_pair_vectors = by_vectors.new_zeros((closer.shape[0], 3))

@@ -24,21 +24,23 @@ Shapes: ``species (n_total,)`` species indices; neighbours ``indices (2, P)``,
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torchani.aev import AEVComputer
-from torchani.neighbors import Neighbors, Triples, discard_outside_cutoff, neighbors_to_triples
+from torchani.neighbors import Neighbors, discard_outside_cutoff
 
 from potstill.aev.neighbors import Batch
 
 __all__ = [
     "AngleTerms",
+    "AngularTriples",
     "WeightedGaussians",
     "ani_aev",
     "batch_aev",
+    "angular_triples",
     "padded_products",
-    "triple_slots",
 ]
 
 
@@ -99,9 +101,10 @@ def _collect_angular(computer: AEVComputer, species: Tensor, neighbors: Neighbor
     n_total, n_pairs = species.shape[0], computer.num_species_pairs
     if neighbors.indices.shape[1] < 2:
         return neighbors.diff_vectors.new_zeros((n_total, computer.angular_len))
-    triples = neighbors_to_triples(neighbors)
-    distances = triples.distances  # (2, T)
-    vectors = triples.diff_vectors  # (2, T, 3)
+    triples = angular_triples(computer, species, neighbors.indices)
+    if triples.flat.shape[0] == 0:  # no atom with two angular neighbours
+        return neighbors.diff_vectors.new_zeros((n_total, computer.angular_len))
+    distances, vectors = triples.side_geometry(neighbors)  # (2, T), (2, T, 3)
     # as TorchANI's _BaseAngular.forward, split into its two factors
     cos_angles = (vectors[0] * vectors[1]).sum(-1, keepdim=True) / torch.clamp(
         distances[0] * distances[1], min=1e-10
@@ -111,9 +114,9 @@ def _collect_angular(computer: AEVComputer, species: Tensor, neighbors: Neighbor
     # as ANIAngular.compute_radial, times both cutoff functions: (T, shifts)
     mean_distances = (distances[0] + distances[1]) / 2
     radial_factor = _gaussians(mean_distances, cutoff[0] * cutoff[1], term.shifts, term.eta)
-    n_rows = n_total * n_pairs
-    flat, width = triple_slots(computer, species, neighbors.indices, triples)
-    _, _, angular = padded_products(radial_factor, angle_factor, flat, n_rows, width)
+    _, _, angular = padded_products(
+        radial_factor, angle_factor, triples.flat, n_total * n_pairs, triples.width
+    )
     return angular.reshape(n_total, computer.angular_len)
 
 
@@ -134,38 +137,78 @@ def padded_products(
     return padded_radial, padded_angle, angular
 
 
-def triple_slots(
-    computer: AEVComputer, species: Tensor, pair_indices: Tensor, triples: Triples
-) -> tuple[Tensor, int]:
-    """Where each triple goes in the padded per-row layout of :func:`_collect_angular`.
+@dataclass
+class AngularTriples:
+    """The triples of an angular AEV: a central atom and two of its neighbour pairs.
 
-    A row is (central atom, element pair of the two side atoms), as in TorchANI's
-    angular AEV; rows are padded to ``width``, the largest triple count of any row.
-
-    Args:
-        pair_indices: ``(2, P_angular)`` atom indices of the angular pairs.
-        triples: TorchANI's triples of those pairs.
-
-    Returns:
-        ``flat (T,)``: index ``row * width + slot`` of each triple, and ``width``.
+    ``sides (2, T)``: the angular pair of each side; ``signs (2, T)``: +1 where the
+    central atom is the pair's first atom (the side vector is the pair vector), -1 where
+    it is the second (its negative); ``flat (T,)``: the triple's slot ``row * width +
+    slot`` in the padded per-row layout of :func:`padded_products`, a row being
+    (central atom, element pair of the two side atoms) as in TorchANI's angular AEV.
     """
-    n_pairs = computer.num_species_pairs
-    n_rows = species.shape[0] * n_pairs
-    if n_pairs == 1:  # one element: rows are the central atoms, already in order
-        rows = triples.central_idxs
-        slots = _slots_within_sorted_rows(rows, n_rows)
-    else:
-        pair_species = species[pair_indices]  # (2, P)
-        side_species = pair_species[:, triples.side_idxs]  # (2, 2, T)
-        side_species = torch.where(triples.diff_signs == 1, side_species[1], side_species[0])
-        pair_index = computer.triu_index[side_species[0], side_species[1]]
-        rows = triples.central_idxs * n_pairs + pair_index
-        order = torch.sort(rows, stable=True).indices
-        slots = torch.empty_like(rows).index_copy_(
-            0, order, _slots_within_sorted_rows(rows[order], n_rows)
-        )
+
+    sides: Tensor
+    signs: Tensor
+    flat: Tensor
+    width: int
+
+    def side_geometry(self, neighbors: Neighbors) -> tuple[Tensor, Tensor]:
+        """Side distances ``(2, T)`` and vectors ``(2, T, 3)`` from the central atom."""
+        flat_sides = self.sides.view(-1)
+        distances = neighbors.distances.index_select(0, flat_sides).view(2, -1)
+        vectors = neighbors.diff_vectors.index_select(0, flat_sides).view(2, -1, 3)
+        return distances, vectors * self.signs.unsqueeze(-1).to(vectors.dtype)
+
+
+def angular_triples(computer: AEVComputer, species: Tensor, pair_indices: Tensor) -> AngularTriples:
+    """Every triple of the angular pairs ``pair_indices (2, P)`` and its padded slot.
+
+    The same triples as TorchANI's ``neighbors_to_triples`` (each unordered pair of an
+    atom's neighbours once; the order of the two sides and of the triples may differ,
+    which the symmetric angular terms do not see), found from a table of each atom's
+    neighbours padded to the largest count ``m``: an atom's triples are the slot pairs
+    ``a < b`` of its row, so with one element the padded layout is that table's, width
+    ``m (m - 1) / 2``, with no sorting of triples. With several elements the rows are
+    split by the element pair of the sides and slots are counted within them.
+    """
+    n_total, n_pairs = species.shape[0], computer.num_species_pairs
+    n_neighbor_pairs = pair_indices.shape[1]
+    # entry e < P: pair e seen from its first atom; e >= P: from its second
+    centres = pair_indices.reshape(-1)
+    order = torch.sort(centres, stable=True).indices
+    sorted_centres = centres.index_select(0, order)
+    counts = torch.bincount(centres, minlength=n_total)
+    most = int(counts.max())
+    local = _slots_within_sorted_rows(sorted_centres, n_total, counts)
+    table = torch.full((n_total * most,), -1, dtype=torch.long, device=centres.device)
+    table = table.index_copy_(0, sorted_centres * most + local, order).view(n_total, most)
+    first, second = torch.triu_indices(most, most, 1, device=centres.device)
+    width = first.shape[0]  # the slot pairs a < b of one atom
+    entries_b = table.index_select(1, second)  # (n_total, width); -1: no such neighbour
+    # slots fill from 0, so b < count implies a < count: valid triples are where b is
+    valid = (entries_b >= 0).view(-1).nonzero().squeeze(1)
+    entries = torch.stack(
+        [table.index_select(1, first).view(-1).index_select(0, valid), entries_b.view(-1)[valid]]
+    )  # (2, T)
+    signs = torch.where(entries < n_neighbor_pairs, 1, -1).to(torch.int8)
+    sides = torch.remainder(entries, n_neighbor_pairs)
+    if n_pairs == 1 or valid.shape[0] == 0:  # one element: rows are the atoms, slots the table's
+        return AngularTriples(sides, signs, valid, width)
+    central = torch.div(valid, width, rounding_mode="floor")
+    other_atoms = (
+        pair_indices.reshape(-1)
+        .index_select(0, torch.remainder(entries.view(-1) + n_neighbor_pairs, 2 * n_neighbor_pairs))
+        .view(2, -1)
+    )  # each side's other atom
+    side_species = species.index_select(0, other_atoms.view(-1)).view(2, -1)
+    rows = central * n_pairs + computer.triu_index[side_species[0], side_species[1]]
+    order = torch.sort(rows, stable=True).indices
+    slots = torch.empty_like(rows).index_copy_(
+        0, order, _slots_within_sorted_rows(rows.index_select(0, order), n_total * n_pairs)
+    )
     width = int(slots.max()) + 1
-    return rows * width + slots, width
+    return AngularTriples(sides, signs, rows * width + slots, width)
 
 
 def _angle_terms(cos_angles: Tensor, sections: Tensor, zeta: Tensor) -> Tensor:
@@ -265,9 +308,10 @@ class WeightedGaussians(torch.autograd.Function):
         return grad_x, grad_weight, None, None
 
 
-def _slots_within_sorted_rows(rows: Tensor, n_rows: int) -> Tensor:
+def _slots_within_sorted_rows(rows: Tensor, n_rows: int, counts: Tensor | None = None) -> Tensor:
     """Position of each entry among the entries of its row (0, 1, 2, ...); ``rows``
-    sorted."""
-    counts = torch.bincount(rows, minlength=n_rows)
+    sorted; ``counts`` (entries per row) if already known."""
+    if counts is None:
+        counts = torch.bincount(rows, minlength=n_rows)
     starts = torch.cumsum(counts, 0) - counts
-    return torch.arange(rows.shape[0], device=rows.device) - starts[rows]
+    return torch.arange(rows.shape[0], device=rows.device) - starts.index_select(0, rows)

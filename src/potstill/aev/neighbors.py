@@ -88,8 +88,13 @@ def _frame_key(atoms: Atoms, cutoff: float) -> bytes:
     return digest.digest()
 
 
-def frame_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+def frame_pairs(
+    atoms: Atoms, cutoff: float, *, check_cell: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Half neighbour list of one frame in TorchANI's convention.
+
+    ``check_cell=False`` skips the degenerate-cell check (an SVD), for a caller that has
+    already checked this cell.
 
     Returns:
         pairs: ``(2, P) int64`` atom indices within the frame.
@@ -97,7 +102,7 @@ def frame_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
             ``|r_i - r_j + S @ cell| <= cutoff``.
     """
     pbc = np.asarray(atoms.pbc, dtype=bool)
-    if pbc.any() and np.linalg.matrix_rank(atoms.cell[:][pbc], tol=1e-8) < pbc.sum():
+    if check_cell and pbc.any() and np.linalg.matrix_rank(atoms.cell[:][pbc], tol=1e-8) < pbc.sum():
         raise PotstillError(
             "a periodic frame has a degenerate cell; give it a cell with non-zero volume "
             "along its periodic directions or set pbc=False"
@@ -313,13 +318,14 @@ class FrameBatcher:
             )
             self._previous = previous
             return previous
-        pairs, shifts = frame_pairs(atoms, self.cutoff)
+        same_cell = np.array_equal(atoms.cell[:], self._cell)
+        pairs, shifts = frame_pairs(atoms, self.cutoff, check_cell=not same_cell)
         batch = dataclasses.replace(
             previous,
             positions=torch.tensor(atoms.positions, dtype=self.dtype, device=self.device),
             pbc=torch.from_numpy(np.asarray(atoms.pbc, dtype=bool)[None]).to(self.device),
         )
-        if not np.array_equal(atoms.cell[:], self._cell):
+        if not same_cell:
             self._cell = atoms.cell[:].copy()
             batch.cells = torch.tensor(self._cell[None], dtype=self.dtype, device=self.device)
         if not (np.array_equal(pairs, self._pairs[0]) and np.array_equal(shifts, self._pairs[1])):
