@@ -34,6 +34,7 @@ import torch  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
 from baseline import baseline_optimizers, batch_properties, build_baseline  # noqa: E402
+from machine import describe  # noqa: E402
 from potstill.aev.neighbors import NeighborCache  # noqa: E402
 from potstill.models.ani import ANIModel  # noqa: E402
 from potstill.sampling.md import sample_md  # noqa: E402
@@ -145,7 +146,7 @@ def time_alternately(steps: dict, repeats: int, warmup: int = 1) -> dict[str, fl
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps of each (median)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed steps of each (median)")
     parser.add_argument("--batch", type=int, default=64, help="frames per training step")
     parser.add_argument("--presets", nargs="+", default=["paper", "demo"])
     parser.add_argument("--atoms", nargs="+", type=int, default=[32, 108], choices=[32, 108])
@@ -162,6 +163,7 @@ def main(argv=None) -> None:
     dtype = getattr(torch, args.dtype)
 
     load = os.getloadavg()[0]
+    print(describe())
     print(
         f"# train_throughput: {args.dtype}, batch {args.batch} frames, {args.repeats} "
         f"alternating repeats (median), torch {torch.__version__}, {args.threads} thread(s), "

@@ -250,7 +250,9 @@ class Batch:
         else:  # one small matmul per frame: much faster than a 3x3 product per pair
             blocks = self.shifts.split(self.pair_counts())
             shift_vectors = torch.cat([shifts @ cell for shifts, cell in zip(blocks, cells)])
-        return positions[self.pairs[0]] - positions[self.pairs[1]] + shift_vectors
+        # index_select: a plain gather, several times faster than advanced indexing
+        ends = positions.index_select(0, self.pairs.view(-1)).view(2, -1, 3)
+        return (ends[0] - ends[1]).add_(shift_vectors)
 
     def to(
         self, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None

@@ -76,9 +76,21 @@ def mlp_with_vjp(network: torch.nn.Sequential, inputs: Tensor) -> tuple[Tensor, 
     x, saved = inputs, []
     for layer in network:
         saved.append(x)
-        x = layer(x)
-    gradient = x.new_ones(x.shape)
-    for layer, layer_input in zip(reversed(network), reversed(saved)):
+        if isinstance(layer, torch.nn.Linear):  # the functional form: no module dispatch
+            x = torch.addmm(layer.bias, x, layer.weight.T)
+        elif isinstance(layer, torch.nn.GELU):
+            x = torch.nn.functional.gelu(x, approximate=layer.approximate)
+        else:
+            x = layer(x)
+    # the last layer maps to one output: d(sum)/d(its input) is its weight on every row
+    last = network[-1]
+    if isinstance(last, torch.nn.Linear) and last.out_features == 1:
+        gradient = last.weight.expand(x.shape[0], -1)
+        layers = zip(reversed(network[:-1]), reversed(saved[:-1]))
+    else:
+        gradient = x.new_ones(x.shape)
+        layers = zip(reversed(network), reversed(saved))
+    for layer, layer_input in layers:
         if isinstance(layer, torch.nn.Linear):
             gradient = gradient @ layer.weight
         elif isinstance(layer, torch.nn.GELU):
