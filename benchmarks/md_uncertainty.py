@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def seconds_per_step(make_calculator, make_uncertainty, start, steps: int) -> fl
     return elapsed
 
 
-def variants(model: ANIModel, committee: Committee, mahalanobis):
+def variants(model: ANIModel, committee: Committee, mahalanobis: Path):
     """name -> (calculator factory, uncertainty factory or None)."""
     return {
         "plain": (lambda: PotstillCalculator(model, dtype=model.dtype), None),
@@ -87,7 +88,10 @@ def variants(model: ANIModel, committee: Committee, mahalanobis):
             lambda: PotstillCalculator(committee, dtype=committee.dtype),
             lambda: make_uncertainty("committee", committee),
         ),
-        "mahalanobis": (lambda: PotstillCalculator(model, dtype=model.dtype), lambda: mahalanobis),
+        "mahalanobis": (
+            lambda: PotstillCalculator(model, dtype=model.dtype),
+            lambda: make_uncertainty("mahalanobis").load(mahalanobis),
+        ),
     }
 
 
@@ -117,8 +121,11 @@ def main(argv=None) -> None:
         frame = SYSTEMS[108]()
         frame.rattle(0.1, seed=k)
         training.append(frame)
-    mahalanobis = make_uncertainty("mahalanobis").fit(training)
-    runs = variants(model, committee, mahalanobis)
+    # fitted once; every run loads a fresh copy: the AEV descriptor caches AEVs by frame
+    # content, and the repeats replay the same trajectory
+    statistics_path = Path(tempfile.mkdtemp()) / "mahalanobis.npz"
+    make_uncertainty("mahalanobis").fit(training).save(statistics_path)
+    runs = variants(model, committee, statistics_path)
 
     print(describe())
     print(

@@ -132,6 +132,32 @@ def test_committee_calculator_reports_uncertainties(committee):
     assert results["energies_std"].shape == (len(atoms),)
 
 
+def test_calculator_recomputes_exactly_when_the_atoms_change(committee):
+    """check_state compares exactly: unchanged atoms reuse the results, any change to
+    positions, cell or charges (a new array) triggers one new evaluation."""
+    model = committee.members[0]
+    atoms = _cell(4)
+    atoms.calc = PotstillCalculator(model)
+    calls = []
+    original = atoms.calc.calculate
+    atoms.calc.calculate = lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+    first = atoms.get_forces().copy()
+    atoms.get_forces()
+    atoms.get_potential_energy()
+    assert len(calls) == 1
+    atoms.positions[2, 1] += 1e-9  # ASE's own check ignores changes below 1e-15 only
+    moved = atoms.get_forces()
+    assert len(calls) == 2 and atoms.calc.check_state(atoms) == []
+    assert not np.array_equal(moved, first)
+    atoms.set_cell(atoms.cell[:] * 1.001, scale_atoms=False)
+    assert atoms.calc.check_state(atoms) == ["cell"]
+    atoms.get_forces()
+    atoms.set_initial_charges(np.zeros(len(atoms)))  # a new array: ASE's own check decides
+    assert "initial_charges" in atoms.calc.check_state(atoms)
+    atoms.get_forces()
+    assert len(calls) == 4
+
+
 def test_calculator_stress_equals_finite_difference_of_energy(committee):
     atoms = _cell(seed=5)
     atoms.calc = PotstillCalculator(committee)

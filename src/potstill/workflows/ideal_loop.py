@@ -172,7 +172,7 @@ class _Steps:
         learning = i <= self.config.update.max_events  # then the model is final
         md, segment = run_langevin(
             state["md"],
-            PotstillCalculator(state["model"]),
+            PotstillCalculator(state["model"], forces_std=False),
             score=lambda atoms: state["uncertainty"].per_atom([atoms])[0],
             threshold=state["threshold"] if learning else None,
             **md_options(self.config),
@@ -380,7 +380,7 @@ def baseline(config, root: Path, run: LearnedRun) -> dict:
     uncertainty = make_uncertainty(config, model).load(first / "uncertainty.npz")
     md, segment = run_langevin(
         MDState.load(first / "md.npz"),
-        PotstillCalculator(model),
+        PotstillCalculator(model, forces_std=False),
         score=lambda atoms: uncertainty.per_atom([atoms])[0],
         **md_options(config),
     )
