@@ -45,6 +45,7 @@ SYSTEMS = {
     32: lambda: bulk("Ni", "fcc", a=3.52, cubic=True).repeat(2),
     108: lambda: bulk("Ni", "fcc", a=3.52, cubic=True).repeat(3),
     1000: lambda: bulk("Ni", "fcc", a=3.52).repeat(10),
+    16384: lambda: bulk("Ni", "fcc", a=3.52, cubic=True).repeat(16),
 }
 
 
@@ -116,7 +117,7 @@ def main(argv=None) -> None:
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     # long enough that two runs of the script agree on the ratio within 10 % (issue 17)
-    default_steps = {32: 100, 108: 50, 1000: 10}
+    default_steps = {32: 100, 108: 50, 1000: 10, 16384: 2}
     for n_atoms in args.atoms:
         start = start_state(n_atoms)
         steps = args.steps or default_steps[n_atoms]

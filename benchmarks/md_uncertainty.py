@@ -32,31 +32,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from ase import units  # noqa: E402
-from ase.build import bulk  # noqa: E402
-from ase.md.velocitydistribution import Stationary, thermalize_momenta  # noqa: E402
 from ase.md.verlet import VelocityVerlet  # noqa: E402
 
 from machine import describe  # noqa: E402
+from md_throughput import SYSTEMS, start_state  # noqa: E402
 from potstill.models import ANIModel, Committee, PotstillCalculator  # noqa: E402
 from potstill.uncertainty import UncertaintyObserver, make_uncertainty  # noqa: E402
 
-SYSTEMS = {
-    108: lambda: bulk("Ni", "fcc", a=3.52, cubic=True).repeat(3),
-    1000: lambda: bulk("Ni", "fcc", a=3.52).repeat(10),
-    16384: lambda: bulk("Ni", "fcc", a=3.52, cubic=True).repeat(16),
-}
+ATOMS = (108, 1000, 16384)
 DEFAULT_STEPS = {108: 100, 1000: 20, 16384: 3}
-
-
-def start_state(n_atoms: int, *, temperature_K: float = 1000.0, seed: int = 0):
-    atoms = SYSTEMS[n_atoms]()
-    assert len(atoms) == n_atoms
-    thermalize_momenta(atoms, temperature_K, rng=np.random.default_rng(seed))
-    Stationary(atoms)
-    return atoms
 
 
 def seconds_per_step(make_calculator, make_uncertainty, start, steps: int) -> float:
@@ -101,9 +87,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--steps", type=int, default=0, help="MD steps per run (default 100 / 20 / 3)"
     )
-    parser.add_argument(
-        "--atoms", nargs="+", type=int, default=sorted(SYSTEMS), choices=sorted(SYSTEMS)
-    )
+    parser.add_argument("--atoms", nargs="+", type=int, default=list(ATOMS), choices=ATOMS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--quick", action="store_true", help="1 repeat, 108 atoms, 5 steps")
     args = parser.parse_args(argv)
