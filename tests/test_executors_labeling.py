@@ -123,3 +123,26 @@ def test_a_worker_that_dies_loses_only_its_job(tmp_path, monkeypatch):
     assert (tmp_path / "died").exists()  # a worker process really died
     assert results["labeled"] == 4 and not results["failed"]
     assert all(has_labels(atoms, "dft") for atoms in store.get())
+
+
+def test_ctrl_c_stops_a_worker_the_pool_has_not_registered_yet():
+    """Ctrl-C while a worker is being spawned: the worker is a child of this process
+    but not yet in the pool's table; the interrupted pool stops it too (else the exit
+    waits for it forever: the flaky hang of the Ctrl-C test)."""
+    import multiprocessing
+    import time
+
+    from potstill.executors import ProcessExecutor
+
+    pool = ProcessExecutor(1)
+    assert pool.submit(operator.add, 1, 2).result() == 3
+    workers = [c for c in multiprocessing.active_children() if c.pid in pool._processes]
+    assert len(workers) == 1
+    pool._processes.clear()  # as between Process.start() and the pool's bookkeeping
+    with pytest.raises(KeyboardInterrupt):
+        with pool:
+            raise KeyboardInterrupt
+    deadline = time.monotonic() + 10
+    while workers[0].is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workers[0].is_alive()

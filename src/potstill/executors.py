@@ -123,13 +123,22 @@ class ProcessExecutor(ProcessPoolExecutor):
             initializer=_single_threaded,
         )
         self.workers = workers
+        # children of this process that are not this pool's (see __exit__)
+        self._children_before = {child.pid for child in multiprocessing.active_children()}
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             return super().__exit__(exc_type, exc, tb)
         # interrupted (Ctrl-C) or failed: stop the workers now instead of waiting for
-        # their jobs; what they finished is stored, the rest is redone on --resume
-        for process in list((self._processes or {}).values()):
+        # their jobs; what they finished is stored, the rest is redone on --resume. A
+        # worker still being spawned when Ctrl-C came is not in the pool's table yet, but
+        # is a child of this process: left running, the exit would wait for it forever
+        spawning = [
+            child
+            for child in multiprocessing.active_children()
+            if child.pid not in self._children_before
+        ]
+        for process in list((self._processes or {}).values()) + spawning:
             process.terminate()
         self.shutdown(wait=False, cancel_futures=True)
         return False
