@@ -146,3 +146,26 @@ def test_ctrl_c_stops_a_worker_the_pool_has_not_registered_yet():
     while workers[0].is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not workers[0].is_alive()
+
+
+def test_ctrl_c_reaches_fan_out_while_jobs_run():
+    """A Ctrl-C that is handled while the main thread waits for running jobs (here
+    simulated by ``_thread.interrupt_main``, which, like a signal caught by another
+    thread, does not wake a blocked lock) is raised within seconds, not when a job ends."""
+    import _thread
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    release = threading.Event()
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    started = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                for _ in fan_out(pool, lambda job: release.wait(60), [1]):
+                    pass
+        finally:
+            release.set()
+    assert time.monotonic() - started < 10

@@ -237,7 +237,9 @@ def fan_out(
             running[_submit(executor, fn, job, local_kwargs if in_process else {})] = job
         if not running:
             return
-        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        # wake every second: a Ctrl-C whose handler ran while this thread slept on the
+        # futures' lock is raised here within a second, not when a job next finishes
+        done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
         for future in [f for f in running if f in done]:  # in submission order
             yield running.pop(future), future
 
