@@ -153,10 +153,13 @@ def test_ctrl_c_reaches_fan_out_while_jobs_run():
     simulated by ``_thread.interrupt_main``, which, like a signal caught by another
     thread, does not wake a blocked lock) is raised within seconds, not when a job ends."""
     import _thread
+    import signal
     import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
+    # a suite started in the background (``cmd &``) inherits an ignored SIGINT
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     release = threading.Event()
     timer = threading.Timer(0.5, _thread.interrupt_main)
     started = time.monotonic()
@@ -168,4 +171,5 @@ def test_ctrl_c_reaches_fan_out_while_jobs_run():
                     pass
         finally:
             release.set()
+            signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - started < 10

@@ -55,6 +55,9 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a suite started in the background (``cmd &``) runs with SIGINT ignored, which
+        # the child would inherit: give it the default disposition, as a terminal would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(8)  # training has started
     process.send_signal(signal.SIGINT)
