@@ -200,6 +200,14 @@ class ANIModel(torch.nn.Module):
     def _aev(self, batch: Batch, diff_vectors: Tensor) -> Tensor:
         return batch_aev(self.aev_computer, batch, diff_vectors, self.cutoff)
 
+    def _ready(self, batch: Batch) -> Batch:
+        """``batch`` in this model's dtype and on its device, built with a large enough
+        cutoff."""
+        if batch.dtype != self.dtype or batch.device != self.device:
+            batch = batch.to(dtype=self.dtype, device=self.device)
+        self._check_cutoff(batch)
+        return batch
+
     def _check_cutoff(self, batch: Batch) -> None:
         if batch.cutoff < self.cutoff:
             raise PotstillError(
@@ -312,9 +320,7 @@ class ANIModel(torch.nn.Module):
             dict with ``energy (B,)``, ``atomic_energies (n_total,)`` and, as requested,
             ``forces (n_total, 3)`` and ``stress (B, 6)``.
         """
-        if batch.dtype != self.dtype or batch.device != self.device:
-            batch = batch.to(dtype=self.dtype, device=self.device)
-        self._check_cutoff(batch)
+        batch = self._ready(batch)
         caller_tracks_grad = torch.is_grad_enabled()
         if not (forces or stress):  # the energy keeps its graph to the batch's positions
             return self._energy(batch, self._aev(batch, batch.pair_vectors()))

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from potstill.aev.neighbors import Batch
 from potstill.errors import PotstillError
@@ -121,15 +122,15 @@ class Committee(torch.nn.Module):
         ``member_forces=False``: forces and stress of the mean energy, without ``_std``
         (and without them in ``members``).
         """
+        means: dict[str, Tensor] = {}  # quantities of the mean energy, without a spread
         if self.shares_aev() and not (create_graph or torch.is_grad_enabled()):
-            stacked = self._shared_members(batch, forces, stress, member_forces)
+            stacked, means = self._shared_members(batch, forces, stress, member_forces)
         else:
             outputs = [
                 member(batch, forces=forces, stress=stress, create_graph=create_graph)
                 for member in self.members
             ]
             stacked = {key: torch.stack([out[key] for out in outputs]) for key in outputs[0]}
-        means = stacked.pop("means", {})
         if not member_forces:
             for key in ("forces", "stress"):
                 if key in stacked:
@@ -149,19 +150,17 @@ class Committee(torch.nn.Module):
 
     def _shared_members(
         self, batch: Batch, forces: bool, stress: bool, member_forces: bool
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Members' outputs stacked ``(K, ...)`` from one AEV (and one AEV derivative), by
-        hand: under ``torch.no_grad()``. Without ``member_forces`` the forces and stress
-        of the mean energy are under ``"means"``."""
+        hand: under ``torch.no_grad()``; and, without ``member_forces``, the forces and
+        stress of the mean energy (else an empty dict)."""
         first = self.members[0]
-        if batch.dtype != self.dtype or batch.device != self.device:
-            batch = batch.to(dtype=self.dtype, device=self.device)
-        first._check_cutoff(batch)
+        batch = first._ready(batch)
         diff_vectors = batch.pair_vectors()
         if not (forces or stress):
             aev = first._aev(batch, diff_vectors)
             outputs = [member._energy(batch, aev) for member in self.members]
-            return {key: torch.stack([out[key] for out in outputs]) for key in outputs[0]}
+            return {key: torch.stack([out[key] for out in outputs]) for key in outputs[0]}, {}
         aev, aev_vjp = first.aev_with_vjp(batch, diff_vectors)
         outputs, gradients = zip(
             *(member.energies_with_gradient(batch, aev) for member in self.members)
@@ -174,9 +173,9 @@ class Committee(torch.nn.Module):
                 for g in gradients
             ]
             stacked.update({key: torch.stack([d[key] for d in derived]) for key in derived[0]})
-        else:  # d(mean E)/d(pairs) = VJP of the mean dE/dAEV
-            mean_gradient = torch.stack(gradients).mean(dim=0)
-            stacked["means"] = pair_gradients.derivatives(
-                batch, diff_vectors, aev_vjp(mean_gradient), **options
-            )
-        return stacked
+            return stacked, {}
+        # d(mean E)/d(pairs) = VJP of the mean dE/dAEV
+        mean_gradient = torch.stack(gradients).mean(dim=0)
+        return stacked, pair_gradients.derivatives(
+            batch, diff_vectors, aev_vjp(mean_gradient), **options
+        )
